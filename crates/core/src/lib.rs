@@ -10,7 +10,9 @@
 //! tokens, consent, limits, audit) depend on this crate and never on each other.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod context;
+pub mod fields;
 pub mod hex;
 pub mod ids;
 pub mod partner;
@@ -19,6 +21,7 @@ pub mod route;
 pub mod scope;
 pub mod time;
 
+pub use fields::{FieldCatalogue, FieldSpec, MaskRule, Tier};
 pub use context::{Fingerprint, InteractionId, PartnerContext, PeerIdentity, TokenClaims};
 pub use ids::{CampaignId, ClientId, ConsentId, CustomerId, CustomerRef, IdError, PartnerId};
 pub use problem::{Problem, ProblemType, Violation};

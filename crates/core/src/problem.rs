@@ -219,6 +219,34 @@ impl From<ProblemType> for Problem {
     }
 }
 
+/// Builds the `application/problem+json` response for a problem.
+///
+/// Generic over the body so every layer can answer with the stack's own body type.
+/// `interaction_id` becomes the `instance` member (`urn:fapi-interaction-id:<id>`) and the
+/// `x-fapi-interaction-id` header.
+pub fn problem_response<B: From<bytes::Bytes>>(
+    problem: &Problem,
+    interaction_id: Option<&crate::context::InteractionId>,
+) -> http::Response<B> {
+    let instance = interaction_id.map(|id| format!("urn:fapi-interaction-id:{id}"));
+    let body = problem.to_json(instance.as_deref());
+    let mut response = http::Response::new(B::from(bytes::Bytes::from(body)));
+    *response.status_mut() = problem.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(crate::PROBLEM_JSON),
+    );
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    if let Some(id) = interaction_id {
+        // Interaction ids are restricted to header-safe characters when parsed or minted.
+        if let Ok(value) = http::HeaderValue::from_str(id.as_str()) {
+            headers.insert(crate::X_FAPI_INTERACTION_ID, value);
+        }
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

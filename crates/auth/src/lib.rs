@@ -1,0 +1,1 @@
+//! gateway-auth (work in progress).

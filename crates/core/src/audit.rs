@@ -1,0 +1,1 @@
+//! The audit record (owned by the audit trail work, issue 7).

@@ -1,0 +1,1 @@
+//! gateway-ratelimit (work in progress).

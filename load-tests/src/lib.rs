@@ -1,0 +1,1 @@
+//! Load-test tools (work in progress).
