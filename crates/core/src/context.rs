@@ -122,6 +122,60 @@ impl fmt::Display for InteractionId {
     }
 }
 
+/// W3C trace context of a request (`traceparent`), continued from the caller or started here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16-byte trace id (never all zero).
+    pub trace_id: [u8; 16],
+    /// This hop's 8-byte span id (the parent id of calls the gateway makes).
+    pub span_id: [u8; 8],
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// Parses a version-00 `traceparent` header: `00-<32 hex>-<16 hex>-<2 hex>`.
+    /// Returns the caller's trace id and flags; all-zero ids and other versions' malformed
+    /// values are refused (the caller then starts a new trace).
+    pub fn parse_traceparent(value: &str) -> Option<([u8; 16], u8)> {
+        let b = value.as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let version = crate::hex::decode(&value[0..2])?;
+        if version[0] == 0xff || (version[0] == 0 && b.len() != 55) {
+            return None;
+        }
+        let trace = crate::hex::decode(&value[3..35])?;
+        let parent = crate::hex::decode(&value[36..52])?;
+        let flags = crate::hex::decode(&value[53..55])?;
+        if trace.iter().all(|x| *x == 0) || parent.iter().all(|x| *x == 0) {
+            return None;
+        }
+        if value[3..52].bytes().any(|c| c.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        trace_id.copy_from_slice(&trace);
+        Some((trace_id, flags[0]))
+    }
+
+    /// The trace id as 32 lower-case hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        crate::hex::encode(&self.trace_id)
+    }
+
+    /// The `traceparent` value for calls made from this hop.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            crate::hex::encode(&self.trace_id),
+            crate::hex::encode(&self.span_id),
+            self.flags
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +188,30 @@ mod tests {
         assert_eq!(Fingerprint::parse(&hex).unwrap().to_hex(), hex);
         assert!(Fingerprint::parse("abcd").is_none());
         assert!(Fingerprint::parse(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn traceparent_round_trip_and_garbage() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (trace, flags) = TraceContext::parse_traceparent(header).unwrap();
+        assert_eq!(flags, 1);
+        let ctx = TraceContext { trace_id: trace, span_id: [1; 8], flags };
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            ctx.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0101010101010101-01"
+        );
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceContext::parse_traceparent(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -92,6 +92,8 @@ catalogue! {
     AuditUnavailable => ("audit-unavailable", 503, "Audit trail is unavailable"),
     /// A consent grant breaks a rule (ceiling, never-shared field, unknown field, past expiry).
     ConsentRejected => ("consent-rejected", 422, "Consent grant is not acceptable"),
+    /// An active consent for the same customer, partner and purpose exists.
+    ConsentExists => ("consent-exists", 409, "An active consent already exists"),
     /// The consent was already revoked.
     ConsentAlreadyRevoked => ("consent-already-revoked", 409, "Consent is already revoked"),
     /// An admin request names a partner that is not configured.
