@@ -268,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_type_is_in_the_openapi_spec() {
+        let spec = include_str!("../../../schemas/openapi.yaml");
+        for kind in ProblemType::ALL {
+            assert!(spec.contains(&kind.type_uri()), "{} missing from schemas/openapi.yaml", kind.slug());
+        }
+    }
+
+    #[test]
     fn renders_rfc9457_members() {
         let p = Problem::new(ProblemType::ValidationFailed)
             .with_detail("2 violations")
