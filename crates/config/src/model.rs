@@ -65,7 +65,7 @@ impl Config {
 }
 
 /// `gateway.yaml`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySettings {
     /// This instance's name in logs, metrics and audit records.
     pub instance_id: String,
@@ -94,7 +94,7 @@ pub struct GatewaySettings {
 }
 
 /// The partner listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartnerListener {
     /// Where to listen (`--partner-addr` overrides).
     pub addr: SocketAddr,
@@ -118,7 +118,7 @@ pub enum TlsVersion {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminListener {
     /// Where to listen (`--admin-addr` overrides); loopback by default.
     pub addr: SocketAddr,
@@ -129,7 +129,7 @@ pub struct AdminListener {
 }
 
 /// Base URLs of the internal services.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstreams {
     /// CRM tag service.
     pub tags: UpstreamUrl,
@@ -157,7 +157,7 @@ pub struct UpstreamUrl {
 }
 
 /// Protection of the gateway itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpLimits {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
@@ -186,7 +186,7 @@ pub struct HttpLimits {
 }
 
 /// The gateway as OAuth authorization server (and verifier of external tokens).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuthSettings {
     /// `iss` of issued tokens.
     pub issuer: String,
@@ -236,7 +236,7 @@ pub enum KeyStatus {
 }
 
 /// An external authorization server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExternalIssuer {
     /// Its `iss`.
     pub issuer: String,
@@ -249,7 +249,7 @@ pub struct ExternalIssuer {
 }
 
 /// How tokens of an external issuer are checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ExternalCheck {
     /// JWTs verified against the issuer's JWKS.
     Jwks {
@@ -293,7 +293,7 @@ pub enum StoreSettings {
 }
 
 /// Consent caching and pairwise references.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsentSettings {
     /// File with the secret keying pairwise customer refs.
     pub ref_secret_file: PathBuf,
@@ -313,7 +313,7 @@ pub enum AuditMode {
 }
 
 /// The audit trail.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditSettings {
     /// Directory of segment files.
     pub dir: PathBuf,
@@ -345,7 +345,7 @@ pub enum OutagePolicy {
 }
 
 /// Cluster rate limiting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitSettings {
     /// Gateway instances sharing the quota (local fallback divides by this).
     pub instances: NonZeroU32,
@@ -358,7 +358,7 @@ pub struct RateLimitSettings {
 }
 
 /// Telemetry export.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
     /// OTLP/HTTP endpoint; `None` disables export.
     pub otlp_endpoint: Option<String>,
@@ -367,7 +367,7 @@ pub struct TelemetrySettings {
 }
 
 /// One partner (`partners/<id>.yaml`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Partner {
     /// Its id (also the file name).
     pub id: PartnerId,
@@ -405,7 +405,11 @@ impl Partner {
 
     /// The limit that applies to a route.
     pub fn limit_for(&self, route: Route) -> Limit {
-        self.rate_limits.routes.get(&route).copied().unwrap_or(self.rate_limits.default)
+        self.rate_limits
+            .routes
+            .get(&route)
+            .copied()
+            .unwrap_or(self.rate_limits.default)
     }
 }
 
@@ -428,7 +432,7 @@ pub struct PartnerLimits {
 }
 
 /// A referral campaign (`campaigns/<id>.yaml`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Campaign {
     /// Its id (also the file name).
     pub id: CampaignId,

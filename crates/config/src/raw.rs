@@ -1,0 +1,439 @@
+//! The files as written: serde structs that mirror the YAML exactly.
+//!
+//! Every struct denies unknown fields. Values that need checking (ids, scopes, routes,
+//! fingerprints, addresses, URLs, paths) stay strings here; `convert` turns them into the
+//! types of [`crate::model`] and reports what it cannot convert. Defaults live here and are
+//! repeated as `default` in the JSON Schemas (a unit test keeps the two in step).
+
+use std::collections::BTreeMap;
+
+use gateway_core::fields::{MaskRule, Tier};
+use gateway_core::partner::{PartnerKind, PartnerStatus};
+use serde::{Deserialize, Serialize};
+
+// === gateway.yaml ===
+
+/// `gateway.yaml`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub(crate) instance_id: String,
+    pub(crate) partner_listener: RawPartnerListener,
+    pub(crate) admin_listener: RawAdminListener,
+    pub(crate) upstreams: RawUpstreams,
+    #[serde(default)]
+    pub(crate) http: RawHttp,
+    pub(crate) oauth: RawOAuth,
+    pub(crate) store: RawStore,
+    pub(crate) consent: RawConsent,
+    pub(crate) audit: RawAudit,
+    #[serde(default)]
+    pub(crate) rate_limits: RawRateLimits,
+    #[serde(default)]
+    pub(crate) telemetry: RawTelemetry,
+    pub(crate) fields: BTreeMap<String, RawField>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPartnerListener {
+    pub(crate) addr: String,
+    pub(crate) server_cert: String,
+    pub(crate) server_key: String,
+    pub(crate) client_ca: String,
+    #[serde(default = "default_min_tls_version")]
+    pub(crate) min_tls_version: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminListener {
+    pub(crate) addr: String,
+    #[serde(default)]
+    pub(crate) token_file: Option<String>,
+    #[serde(default)]
+    pub(crate) token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreams {
+    pub(crate) tags: String,
+    pub(crate) products: String,
+    pub(crate) referrals: String,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub(crate) connect_timeout_ms: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    pub(crate) request_timeout_ms: u64,
+    #[serde(default = "default_pool_max_idle_per_host")]
+    pub(crate) pool_max_idle_per_host: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHttp {
+    pub(crate) max_body_bytes: u64,
+    pub(crate) max_json_depth: u64,
+    pub(crate) header_read_timeout_ms: u64,
+    pub(crate) min_body_rate_bytes_per_sec: u64,
+    pub(crate) max_header_bytes: u64,
+    pub(crate) max_headers: u64,
+    pub(crate) max_connections: u64,
+    pub(crate) max_connections_per_partner: u64,
+    pub(crate) max_in_flight: u64,
+    pub(crate) h2_max_concurrent_streams: u64,
+    pub(crate) h2_max_pending_reset_streams: u64,
+    pub(crate) idle_timeout_ms: u64,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            max_body_bytes: 65_536,
+            max_json_depth: 32,
+            header_read_timeout_ms: 5_000,
+            min_body_rate_bytes_per_sec: 1_024,
+            max_header_bytes: 16_384,
+            max_headers: 64,
+            max_connections: 4_096,
+            max_connections_per_partner: 512,
+            max_in_flight: 2_048,
+            h2_max_concurrent_streams: 128,
+            h2_max_pending_reset_streams: 32,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOAuth {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    #[serde(default = "default_token_lifetime_secs")]
+    pub(crate) token_lifetime_secs: u64,
+    #[serde(default = "default_leeway_secs")]
+    pub(crate) leeway_secs: u64,
+    pub(crate) signing_keys: Vec<RawSigningKey>,
+    #[serde(default)]
+    pub(crate) external: Vec<RawExternal>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSigningKey {
+    pub(crate) kid: String,
+    pub(crate) algorithm: RawAlgorithm,
+    pub(crate) private_key: String,
+    pub(crate) status: RawKeyStatus,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub(crate) enum RawAlgorithm {
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawKeyStatus {
+    Active,
+    Next,
+    Retired,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExternal {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    #[serde(default)]
+    pub(crate) partners: Vec<String>,
+    #[serde(default)]
+    pub(crate) jwks: Option<RawJwks>,
+    #[serde(default)]
+    pub(crate) introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwks {
+    pub(crate) url: String,
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub(crate) refresh_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntrospection {
+    pub(crate) url: String,
+    pub(crate) client_id: String,
+    #[serde(default)]
+    pub(crate) client_secret_file: Option<String>,
+    #[serde(default = "default_introspection_cache_ttl_secs")]
+    pub(crate) cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub(crate) backend: RawBackend,
+    #[serde(default)]
+    pub(crate) path: Option<String>,
+    #[serde(default)]
+    pub(crate) urls: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) cluster: Option<bool>,
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) key_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawBackend {
+    Embedded,
+    Redis,
+}
+
+/// Redis store defaults (applied when the backend is `redis`).
+pub(crate) const DEFAULT_REDIS_TIMEOUT_MS: u64 = 20;
+pub(crate) const DEFAULT_REDIS_KEY_PREFIX: &str = "pgw";
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConsent {
+    pub(crate) ref_secret_file: String,
+    #[serde(default = "default_consent_cache_ttl_ms")]
+    pub(crate) cache_ttl_ms: u64,
+    #[serde(default = "default_staleness_bound_ms")]
+    pub(crate) staleness_bound_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) dir: String,
+    #[serde(default = "default_audit_mode")]
+    pub(crate) mode: RawAuditMode,
+    #[serde(default = "default_segment_max_bytes")]
+    pub(crate) segment_max_bytes: u64,
+    #[serde(default = "default_segment_max_age_secs")]
+    pub(crate) segment_max_age_secs: u64,
+    #[serde(default = "default_checkpoint_interval_secs")]
+    pub(crate) checkpoint_interval_secs: u64,
+    pub(crate) checkpoint_key: String,
+    #[serde(default)]
+    pub(crate) forward_stream: Option<String>,
+    pub(crate) customer_hash_key_file: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawAuditMode {
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawRateLimits {
+    pub(crate) instances: u64,
+    pub(crate) redis_timeout_ms: u64,
+    pub(crate) outage_policy: RawOutagePolicies,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        RawRateLimits {
+            instances: 1,
+            redis_timeout_ms: 20,
+            outage_policy: RawOutagePolicies::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawOutagePolicies {
+    pub(crate) customer_data: RawOutagePolicy,
+    pub(crate) default: RawOutagePolicy,
+}
+
+impl Default for RawOutagePolicies {
+    fn default() -> Self {
+        RawOutagePolicies {
+            customer_data: RawOutagePolicy::FailClosed,
+            default: RawOutagePolicy::Local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawOutagePolicy {
+    FailOpen,
+    FailClosed,
+    Local,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawTelemetry {
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            otlp_endpoint: None,
+            service_name: "partner-gateway".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawField {
+    pub(crate) tier: Tier,
+    #[serde(default)]
+    pub(crate) mask: Option<MaskRule>,
+}
+
+fn default_min_tls_version() -> String {
+    "1.2".to_owned()
+}
+fn default_connect_timeout_ms() -> u64 {
+    250
+}
+fn default_request_timeout_ms() -> u64 {
+    2_000
+}
+fn default_pool_max_idle_per_host() -> u64 {
+    64
+}
+fn default_token_lifetime_secs() -> u64 {
+    300
+}
+fn default_leeway_secs() -> u64 {
+    5
+}
+fn default_jwks_refresh_secs() -> u64 {
+    300
+}
+fn default_introspection_cache_ttl_secs() -> u64 {
+    60
+}
+fn default_consent_cache_ttl_ms() -> u64 {
+    30_000
+}
+fn default_staleness_bound_ms() -> u64 {
+    2_000
+}
+fn default_audit_mode() -> RawAuditMode {
+    RawAuditMode::Sync
+}
+fn default_segment_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_segment_max_age_secs() -> u64 {
+    3_600
+}
+fn default_checkpoint_interval_secs() -> u64 {
+    10
+}
+
+// === partners/<id>.yaml ===
+
+/// `partners/<id>.yaml`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPartner {
+    pub(crate) id: String,
+    pub(crate) display_name: String,
+    pub(crate) kind: PartnerKind,
+    pub(crate) status: PartnerStatus,
+    pub(crate) certificates: Vec<RawCertificate>,
+    pub(crate) oauth: RawPartnerOAuth,
+    pub(crate) rate_limits: RawPartnerLimits,
+    #[serde(default)]
+    pub(crate) field_ceiling: Vec<String>,
+    #[serde(default)]
+    pub(crate) purposes: Vec<String>,
+    #[serde(default)]
+    pub(crate) campaigns: Vec<String>,
+    #[serde(default)]
+    pub(crate) products: Option<RawProducts>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    #[serde(default)]
+    pub(crate) sha256: Option<String>,
+    #[serde(default)]
+    pub(crate) subject: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPartnerOAuth {
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPartnerLimits {
+    pub(crate) default: RawLimit,
+    #[serde(default)]
+    pub(crate) routes: BTreeMap<String, RawLimit>,
+}
+
+/// Signed so that `0` and `-1` reach the conversion and get a precise message.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) rate_per_sec: i64,
+    pub(crate) burst: i64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProducts {
+    pub(crate) types: Vec<String>,
+}
+
+// === campaigns/<id>.yaml ===
+
+/// `campaigns/<id>.yaml`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCampaign {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) starts_at: String,
+    pub(crate) ends_at: String,
+    pub(crate) partners: Vec<String>,
+    #[serde(default)]
+    pub(crate) rewards: BTreeMap<String, RawReward>,
+    pub(crate) caps: RawCaps,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReward {
+    pub(crate) amount_minor: u64,
+    pub(crate) currency: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCaps {
+    pub(crate) codes_per_partner_per_day: u32,
+    pub(crate) conversions_per_code: u32,
+}
