@@ -1,1 +1,24 @@
-//! gateway-audit (work in progress).
+//! The audit trail: hash-chained segment files with group commit, signed checkpoints, a
+//! verifier, a forwarder to Redis Streams, a search index, and the tower layer that records
+//! every partner request.
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod customer;
+pub mod format;
+pub mod fs;
+pub mod index;
+pub mod verify;
+pub mod writer;
+
+pub use checkpoint::{
+    CheckpointSigner, KeyError, generate_dev_key_file, parse_public_key, public_key_pem,
+};
+pub use customer::{CustomerHasher, HashKeyError};
+pub use index::{
+    AuditIndex, Disclosure, FoundRecord, PageCursor, SearchError, SearchFilter, SearchPage,
+};
+pub use verify::{BreakKind, VerifyError, VerifySummary, verify};
+pub use writer::{
+    Append, AppendError, Appended, AuditWriter, Durability, Health, OpenError, WriterConfig,
+};
