@@ -1,0 +1,233 @@
+//! The cluster tier: GCRA in Redis, one Lua script per decision.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+
+use gateway_core::{PartnerId, Route};
+
+use crate::local::Counted;
+use crate::{Limit, LimiterSettings, Outcome};
+
+/// The GCRA decision, run atomically inside Redis.
+///
+/// - `KEYS[1]`: the (partner, route) key, see [`cluster_key`].
+/// - `ARGV[1]`: the emission interval in microseconds (`1e6 / rate`, rounded up).
+/// - `ARGV[2]`: the burst.
+///
+/// The state is the key's "theoretical arrival time" in microseconds of the Redis server's clock
+/// (`TIME`), so the gateways' clocks never matter and every instance sees one timeline. Redis
+/// 5 and later replicate scripts by their effects, which is what allows a write after `TIME`;
+/// Redis 7 (the one we test against) only replicates effects. Time is kept in whole microseconds
+/// since the epoch (~1.8e15), well inside the 2^53 a Lua number holds exactly.
+///
+/// A refusal writes nothing. An admission stores the new arrival time with a TTL of exactly the
+/// time until the bucket is full again: an expired key and a full bucket are the same state.
+///
+/// Returns `{allowed, remaining, retry_after_us, reset_after_us}`.
+pub const GCRA_SCRIPT: &str = r#"
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  tat = math.max(tonumber(stored), now)
+end
+local new_tat = tat + emission
+local allow_at = new_tat - emission * burst
+if now < allow_at then
+  return {0, 0, allow_at - now, tat - now}
+end
+local reset = new_tat - now
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(reset / 1000))
+return {1, math.floor((emission * burst - reset) / emission), 0, reset}
+"#;
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_SCRIPT));
+
+/// The Redis key of a (partner, route) pair: `{pgw:rl:<partner>}:<route>`.
+///
+/// The hash tag keeps all of a partner's keys in one Redis Cluster slot. Partner ids are slugs
+/// and route names are fixed, so neither can contain `{` or `}`.
+pub fn cluster_key(partner: &PartnerId, route: Route) -> String {
+    format!("{{pgw:rl:{partner}}}:{}", route.name())
+}
+
+/// Why a Redis decision failed. The decision itself then follows the outage policy; the error
+/// goes to the log and the metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis did not answer within the configured timeout.
+    #[error("Redis did not answer within {after:?}")]
+    Timeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The connection or the command failed.
+    #[error("Redis call failed: {0}")]
+    Redis(#[from] RedisError),
+    /// The script answered something other than four integers.
+    #[error("unexpected reply from the rate-limit script: {reply}")]
+    Reply {
+        /// The reply, as debug text.
+        reply: String,
+    },
+}
+
+/// A connection to Redis for rate-limit decisions, configured for the outage policy.
+///
+/// The connection is lazy: nothing is sent until the first decision, so a gateway starts while
+/// Redis is down (decisions follow the outage policy until it is up). Reconnection attempts are
+/// short and frequent, so a restarted Redis is found by the breaker's next probe. Must be called
+/// inside a tokio runtime. For Redis Cluster, pass a `redis::cluster_async::ClusterConnection` to
+/// [`Limiter::cluster`](crate::Limiter::cluster) instead.
+pub fn redis_connection(
+    url: &str,
+    settings: &LimiterSettings,
+) -> Result<ConnectionManager, ClusterError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        // Our own timeout bounds every decision; the manager's would only race it.
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(settings.redis_timeout.max(Duration::from_millis(100))))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Object-safe access to any async Redis connection that can be cloned per call
+/// (`ConnectionManager`, `MultiplexedConnection`, `ClusterConnection`).
+pub(crate) trait Eval: Send + Sync + 'static {
+    fn gcra(
+        &self,
+        key: String,
+        emission_us: u64,
+        burst: u32,
+    ) -> BoxFuture<redis::RedisResult<Vec<i64>>>;
+}
+
+struct Connection<T>(T);
+
+impl<T> Eval for Connection<T>
+where
+    T: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn gcra(
+        &self,
+        key: String,
+        emission_us: u64,
+        burst: u32,
+    ) -> BoxFuture<redis::RedisResult<Vec<i64>>> {
+        // Connections are handles to one shared multiplexed socket; cloning is a refcount.
+        let mut connection = self.0.clone();
+        Box::pin(async move {
+            // EVALSHA; on NOSCRIPT (a restarted Redis) the script is loaded and retried once.
+            SCRIPT
+                .key(key)
+                .arg(emission_us)
+                .arg(burst)
+                .invoke_async(&mut connection)
+                .await
+        })
+    }
+}
+
+/// The Redis side of the limiter.
+pub(crate) struct ClusterTier {
+    connection: Box<dyn Eval>,
+    timeout: Duration,
+}
+
+impl ClusterTier {
+    pub(crate) fn new<T>(connection: T, timeout: Duration) -> Self
+    where
+        T: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        ClusterTier {
+            connection: Box::new(Connection(connection)),
+            timeout,
+        }
+    }
+
+    /// One decision: one round trip, bounded by the timeout.
+    pub(crate) async fn check(
+        &self,
+        partner: &PartnerId,
+        route: Route,
+        limit: Limit,
+    ) -> Result<Counted, ClusterError> {
+        let emission_us = 1_000_000u64.div_ceil(u64::from(limit.rate_per_sec.get()));
+        let call =
+            self.connection
+                .gcra(cluster_key(partner, route), emission_us, limit.burst.get());
+        let reply = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ClusterError::Timeout {
+                after: self.timeout,
+            })??;
+        parse(&reply)
+    }
+}
+
+fn parse(reply: &[i64]) -> Result<Counted, ClusterError> {
+    let &[allowed, remaining, retry_us, reset_us] = reply else {
+        return Err(ClusterError::Reply {
+            reply: format!("{reply:?}"),
+        });
+    };
+    let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+    let outcome = match allowed {
+        1 => Outcome::Allow,
+        0 => Outcome::Deny,
+        _ => {
+            return Err(ClusterError::Reply {
+                reply: format!("{reply:?}"),
+            });
+        }
+    };
+    Ok(Counted {
+        outcome,
+        remaining: u32::try_from(remaining).unwrap_or(0),
+        reset_after: micros(reset_us),
+        retry_after: (outcome == Outcome::Deny).then(|| micros(retry_us)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_a_hash_tag_per_partner() {
+        let p = PartnerId::parse("demo-bank").unwrap();
+        assert_eq!(
+            cluster_key(&p, Route::CustomerTags),
+            "{pgw:rl:demo-bank}:customer_tags"
+        );
+    }
+
+    #[test]
+    fn replies_parse_or_fail_exactly() {
+        let allowed = parse(&[1, 4, 0, 200_000]).unwrap();
+        assert_eq!(allowed.outcome, Outcome::Allow);
+        assert_eq!((allowed.remaining, allowed.retry_after), (4, None));
+        assert_eq!(allowed.reset_after, Duration::from_millis(200));
+        let denied = parse(&[0, 0, 1500, 900_000]).unwrap();
+        assert_eq!(denied.retry_after, Some(Duration::from_micros(1500)));
+        for bad in [&[1, 2, 3][..], &[2, 0, 0, 0], &[]] {
+            assert!(
+                matches!(parse(bad), Err(ClusterError::Reply { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}
