@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenResponse, BasicTokenType,
+};
 use oauth2::{
     AccessToken, AuthType, EndpointNotSet, EndpointSet, ExtraTokenFields, IntrospectionUrl,
     StandardRevocableToken, StandardTokenIntrospectionResponse, TokenIntrospectionResponse,
@@ -124,13 +126,22 @@ impl fmt::Debug for ExternalCheck {
     /// Never prints the client secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExternalCheck::Jwks { url, refresh, min_refetch_interval } => f
+            ExternalCheck::Jwks {
+                url,
+                refresh,
+                min_refetch_interval,
+            } => f
                 .debug_struct("Jwks")
                 .field("url", url)
                 .field("refresh", refresh)
                 .field("min_refetch_interval", min_refetch_interval)
                 .finish(),
-            ExternalCheck::Introspection { url, client_id, cache_ttl, .. } => f
+            ExternalCheck::Introspection {
+                url,
+                client_id,
+                cache_ttl,
+                ..
+            } => f
                 .debug_struct("Introspection")
                 .field("url", url)
                 .field("client_id", client_id)
@@ -159,7 +170,9 @@ pub struct ExternalIssuer {
 
 impl fmt::Debug for ExternalIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExternalIssuer").field("issuer", &self.shared.settings.issuer).finish()
+        f.debug_struct("ExternalIssuer")
+            .field("issuer", &self.shared.settings.issuer)
+            .finish()
     }
 }
 
@@ -172,7 +185,12 @@ impl ExternalIssuer {
                 last_fetch: AtomicI64::new(i64::MIN),
                 fetching: tokio::sync::Mutex::new(()),
             }),
-            ExternalCheck::Introspection { url, client_id, client_secret, .. } => {
+            ExternalCheck::Introspection {
+                url,
+                client_id,
+                client_secret,
+                ..
+            } => {
                 let url = IntrospectionUrl::new(url.clone())
                     .map_err(|_| ExternalError::BadUrl { url: url.clone() })?;
                 let client: IntrospectionClient =
@@ -247,7 +265,10 @@ impl ExternalIssuer {
         }
         if let (Mode::Jwks(state), Some(kid)) = (&shared.mode, &answer.kid) {
             // A key dropped from the issuer's JWKS stops verifying once we have refetched it.
-            if !state.fresh_snapshot(now, self.refresh()).is_some_and(|s| s.key(kid).is_some()) {
+            if state
+                .fresh_snapshot(now, self.refresh())
+                .is_none_or(|s| s.key(kid).is_none())
+            {
                 return None;
             }
         }
@@ -267,27 +288,41 @@ impl ExternalIssuer {
 
     // === JWT ===
 
-    async fn verify_jwt(&self, state: &JwksState, token: &str, now: UnixTime) -> Result<Answer, TokenError> {
+    async fn verify_jwt(
+        &self,
+        state: &JwksState,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Answer, TokenError> {
         let settings = &self.shared.settings;
         let compact = jwt::split(token)?;
         let header = &compact.header;
         if !matches!(header.alg.as_str(), "ES256" | "EdDSA" | "RS256" | "PS256") {
-            return Err(TokenError::AlgorithmNotAllowed { alg: truncate(&header.alg) });
+            return Err(TokenError::AlgorithmNotAllowed {
+                alg: truncate(&header.alg),
+            });
         }
         let kid = header.kid.as_deref().unwrap_or_default();
         let snapshot = self.key_set_with(state, kid, now).await?;
-        let key = snapshot.key(kid).ok_or_else(|| TokenError::UnknownKey { kid: truncate(kid) })?;
+        let key = snapshot
+            .key(kid)
+            .ok_or_else(|| TokenError::UnknownKey { kid: truncate(kid) })?;
         key.verify(&header.alg, compact.signing_input, &compact.signature)?;
 
         let claims: ExternalClaims = jwt::payload(compact.payload)?;
         if claims.iss != settings.issuer {
-            return Err(TokenError::WrongIssuer { iss: truncate(&claims.iss) });
+            return Err(TokenError::WrongIssuer {
+                iss: truncate(&claims.iss),
+            });
         }
         if !claims.aud.contains(&settings.audience) {
             return Err(TokenError::WrongAudience);
         }
         jwt::check_times(claims.exp, claims.nbf, claims.iat, now, self.leeway())?;
-        let bound_to = claims.cnf.as_ref().and_then(|c| jwt::parse_thumbprint(&c.x5t_s256));
+        let bound_to = claims
+            .cnf
+            .as_ref()
+            .and_then(|c| jwt::parse_thumbprint(&c.x5t_s256));
         let claims = self.claims(
             claims.client_id.as_deref(),
             claims.scope.as_deref(),
@@ -296,20 +331,40 @@ impl ExternalIssuer {
             claims.exp,
             bound_to,
         )?;
-        let cached_until = claims.expires_at.0.saturating_add(self.leeway()).saturating_add(1);
-        Ok(Answer { claims: Some(claims), cached_until, kid: Some(kid.to_owned()) })
+        let cached_until = claims
+            .expires_at
+            .0
+            .saturating_add(self.leeway())
+            .saturating_add(1);
+        Ok(Answer {
+            claims: Some(claims),
+            cached_until,
+            kid: Some(kid.to_owned()),
+        })
     }
 
     /// The key set to verify `kid` with: the cached one while fresh and holding `kid`,
     /// otherwise a refetch (rate-limited for unknown `kid`s).
-    async fn key_set_with(&self, state: &JwksState, kid: &str, now: UnixTime) -> Result<Arc<Jwks>, TokenError> {
-        let ExternalCheck::Jwks { url, min_refetch_interval, .. } = &self.shared.settings.check else {
-            return Err(TokenError::Malformed { reason: "issuer does not publish keys" });
+    async fn key_set_with(
+        &self,
+        state: &JwksState,
+        kid: &str,
+        now: UnixTime,
+    ) -> Result<Arc<Jwks>, TokenError> {
+        let ExternalCheck::Jwks {
+            url,
+            min_refetch_interval,
+            ..
+        } = &self.shared.settings.check
+        else {
+            return Err(TokenError::Malformed {
+                reason: "issuer does not publish keys",
+            });
         };
-        if let Some(snapshot) = state.fresh_snapshot(now, self.refresh()) {
-            if snapshot.key(kid).is_some() {
-                return Ok(snapshot);
-            }
+        if let Some(snapshot) = state.fresh_snapshot(now, self.refresh())
+            && snapshot.key(kid).is_some()
+        {
+            return Ok(snapshot);
         }
         // One fetch at a time; whoever waited re-reads what the fetch brought.
         let _fetching = state.fetching.lock().await;
@@ -318,7 +373,9 @@ impl ExternalIssuer {
             if snapshot.key(kid).is_some() {
                 return Ok(snapshot.clone());
             }
-            let since = now.0.saturating_sub(state.last_fetch.load(Ordering::Acquire));
+            let since = now
+                .0
+                .saturating_sub(state.last_fetch.load(Ordering::Acquire));
             if since < secs(*min_refetch_interval) {
                 return Ok(snapshot.clone());
             }
@@ -326,14 +383,20 @@ impl ExternalIssuer {
         state.last_fetch.store(now.0, Ordering::Release);
         match self.fetch_jwks(url).await {
             Ok(keys) => {
-                let snapshot = Arc::new(Jwks { keys, fetched_at: now.0 });
+                let snapshot = Arc::new(Jwks {
+                    keys,
+                    fetched_at: now.0,
+                });
                 *state.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
                 Ok(snapshot)
             }
             Err(reason) => {
                 tracing::warn!(issuer = %self.issuer(), %reason, "JWKS fetch failed.");
                 // A fresh set (fetched within `refresh`) still serves the kids it has.
-                fresh.ok_or(TokenError::IssuerUnavailable { issuer: self.issuer().to_owned(), reason })
+                fresh.ok_or(TokenError::IssuerUnavailable {
+                    issuer: self.issuer().to_owned(),
+                    reason,
+                })
             }
         }
     }
@@ -343,13 +406,22 @@ impl ExternalIssuer {
             .header(http::header::ACCEPT, "application/json")
             .body(Vec::new())
             .map_err(|e| e.to_string())?;
-        let response = self.shared.http.call(request).await.map_err(|e| e.to_string())?;
+        let response = self
+            .shared
+            .http
+            .call(request)
+            .await
+            .map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("JWKS answered {}", response.status()));
         }
-        let document: JwksDocument =
-            serde_json::from_slice(response.body()).map_err(|e| format!("JWKS is not valid: {e}"))?;
-        Ok(document.keys.into_iter().filter_map(Jwk::into_key).collect())
+        let document: JwksDocument = serde_json::from_slice(response.body())
+            .map_err(|e| format!("JWKS is not valid: {e}"))?;
+        Ok(document
+            .keys
+            .into_iter()
+            .filter_map(Jwk::into_key)
+            .collect())
     }
 
     // === introspection ===
@@ -362,27 +434,36 @@ impl ExternalIssuer {
     ) -> Result<Answer, TokenError> {
         let settings = &self.shared.settings;
         let ExternalCheck::Introspection { cache_ttl, .. } = &settings.check else {
-            return Err(TokenError::Malformed { reason: "issuer does not introspect" });
+            return Err(TokenError::Malformed {
+                reason: "issuer does not introspect",
+            });
         };
         let send = OAuthHttp(self.shared.http.clone());
         let access_token = AccessToken::new(token.to_owned());
-        let response = client.introspect(&access_token).request_async(&send).await.map_err(|error| {
-            tracing::warn!(issuer = %self.issuer(), %error, "Introspection failed.");
-            TokenError::IssuerUnavailable { issuer: self.issuer().to_owned(), reason: error.to_string() }
-        })?;
+        let response = client
+            .introspect(&access_token)
+            .request_async(&send)
+            .await
+            .map_err(|error| {
+                tracing::warn!(issuer = %self.issuer(), %error, "Introspection failed.");
+                TokenError::IssuerUnavailable {
+                    issuer: self.issuer().to_owned(),
+                    reason: error.to_string(),
+                }
+            })?;
         let ttl_until = now.0.saturating_add(secs(*cache_ttl));
         if !response.active() {
             return Ok(Answer::inactive(ttl_until));
         }
-        if let Some(iss) = response.iss() {
-            if iss != settings.issuer {
-                return Err(TokenError::WrongIssuer { iss: truncate(iss) });
-            }
+        if let Some(iss) = response.iss()
+            && iss != settings.issuer
+        {
+            return Err(TokenError::WrongIssuer { iss: truncate(iss) });
         }
-        if let Some(aud) = response.aud() {
-            if !aud.iter().any(|a| *a == settings.audience) {
-                return Err(TokenError::WrongAudience);
-            }
+        if let Some(aud) = response.aud()
+            && !aud.contains(&settings.audience)
+        {
+            return Err(TokenError::WrongAudience);
         }
         let exp = response.exp().map(|t| t.timestamp());
         let nbf = response.nbf().map(|t| t.timestamp());
@@ -406,7 +487,11 @@ impl ExternalIssuer {
             bound_to,
         )?;
         let cached_until = ttl_until.min(expires_at.saturating_add(1));
-        Ok(Answer { claims: Some(claims), cached_until, kid: None })
+        Ok(Answer {
+            claims: Some(claims),
+            cached_until,
+            kid: None,
+        })
     }
 
     /// Builds the claims common to both kinds, mapping the client to its partner.
@@ -419,11 +504,16 @@ impl ExternalIssuer {
         exp: i64,
         bound_to: Option<Fingerprint>,
     ) -> Result<TokenClaims, TokenError> {
-        let client_id = client_id.ok_or(TokenError::Malformed { reason: "client_id is missing" })?;
-        let client_id = ClientId::parse(client_id)
-            .map_err(|_| TokenError::Malformed { reason: "client_id is not valid" })?;
+        let client_id = client_id.ok_or(TokenError::Malformed {
+            reason: "client_id is missing",
+        })?;
+        let client_id = ClientId::parse(client_id).map_err(|_| TokenError::Malformed {
+            reason: "client_id is not valid",
+        })?;
         let Some(partner) = self.shared.settings.clients.get(&client_id) else {
-            return Err(TokenError::UnknownClient { client_id: truncate(client_id.as_str()) });
+            return Err(TokenError::UnknownClient {
+                client_id: truncate(client_id.as_str()),
+            });
         };
         let bound_to = bound_to.ok_or(TokenError::Malformed {
             reason: "token is not bound to a certificate (no cnf.x5t#S256)",
@@ -473,7 +563,9 @@ impl<R: RevocationStore + 'static> Verifiers<R> {
         if token.bytes().filter(|b| *b == b'.').count() != 2 {
             return match self.external.iter().find(|e| e.is_introspection()) {
                 Some(issuer) => Ok(Route::External(issuer)),
-                None => Err(TokenError::Malformed { reason: "not a compact JWS" }),
+                None => Err(TokenError::Malformed {
+                    reason: "not a compact JWS",
+                }),
             };
         }
         #[derive(Deserialize)]
@@ -491,7 +583,9 @@ impl<R: RevocationStore + 'static> Verifiers<R> {
             .iter()
             .find(|e| !e.is_introspection() && e.issuer() == iss)
             .map(Route::External)
-            .ok_or_else(|| TokenError::WrongIssuer { iss: truncate(&iss) })
+            .ok_or_else(|| TokenError::WrongIssuer {
+                iss: truncate(&iss),
+            })
     }
 }
 
@@ -501,18 +595,16 @@ enum Route<'a> {
 }
 
 impl<R: RevocationStore + 'static> VerifyToken for Verifiers<R> {
-    fn verify<'a>(
-        &'a self,
-        token: &'a str,
-        peer: &'a Fingerprint,
-        partner: &'a PartnerId,
+    async fn verify(
+        &self,
+        token: &str,
+        peer: &Fingerprint,
+        partner: &PartnerId,
         now: UnixTime,
-    ) -> impl Future<Output = Result<TokenClaims, TokenError>> + Send + 'a {
-        async move {
-            match self.route(token)? {
-                Route::Own => self.own.verify(token, peer, partner, now).await,
-                Route::External(issuer) => issuer.verify(token, peer, partner, now).await,
-            }
+    ) -> Result<TokenClaims, TokenError> {
+        match self.route(token)? {
+            Route::Own => self.own.verify(token, peer, partner, now).await,
+            Route::External(issuer) => issuer.verify(token, peer, partner, now).await,
         }
     }
 
@@ -527,7 +619,9 @@ impl<R: RevocationStore + 'static> VerifyToken for Verifiers<R> {
         if let Some(answer) = self.own.verify_cached(token, peer, partner, now) {
             return Some(answer);
         }
-        self.external.iter().find_map(|e| e.verify_cached(token, peer, partner, now))
+        self.external
+            .iter()
+            .find_map(|e| e.verify_cached(token, peer, partner, now))
     }
 }
 
@@ -573,7 +667,11 @@ struct JwksState {
 
 impl JwksState {
     fn fresh_snapshot(&self, now: UnixTime, refresh: i64) -> Option<Arc<Jwks>> {
-        let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
         (now.0.saturating_sub(snapshot.fetched_at) < refresh).then_some(snapshot)
     }
 }
@@ -600,7 +698,11 @@ struct Answer {
 
 impl Answer {
     fn inactive(until: i64) -> Answer {
-        Answer { claims: None, cached_until: until, kid: None }
+        Answer {
+            claims: None,
+            cached_until: until,
+            kid: None,
+        }
     }
 
     fn check(
@@ -682,14 +784,21 @@ impl Jwk {
                 point.extend_from_slice(&y);
                 VerifyingKey::es256(kid, &point)
             }
-            ("OKP", Some("Ed25519"), None | Some("EdDSA")) => VerifyingKey::ed25519(kid, &b64(self.x)?),
+            ("OKP", Some("Ed25519"), None | Some("EdDSA")) => {
+                VerifyingKey::ed25519(kid, &b64(self.x)?)
+            }
             ("RSA", _, alg) => {
                 let algorithm = match alg {
                     None | Some("RS256") => JwsAlgorithm::Rs256,
                     Some("PS256") => JwsAlgorithm::Ps256,
                     Some(_) => return None,
                 };
-                Some(VerifyingKey::rsa(kid, algorithm, b64(self.n)?, b64(self.e)?))
+                Some(VerifyingKey::rsa(
+                    kid,
+                    algorithm,
+                    b64(self.n)?,
+                    b64(self.e)?,
+                ))
             }
             _ => None,
         }

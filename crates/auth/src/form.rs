@@ -93,7 +93,11 @@ mod tests {
 
     #[test]
     fn decodes_names_and_values() {
-        let form = Form::parse(b"scope=tags%3Aread+products:read&client_id=demo-bank&x=", CT).unwrap();
+        let form = Form::parse(
+            b"scope=tags%3Aread+products:read&client_id=demo-bank&x=",
+            CT,
+        )
+        .unwrap();
         assert_eq!(form.get("scope"), Some("tags:read products:read"));
         assert_eq!(form.get("client_id"), Some("demo-bank"));
         assert_eq!(form.get("x"), None);
@@ -105,12 +109,30 @@ mod tests {
         let repeated = OAuthError::InvalidRequest("a parameter is repeated");
         assert_eq!(Form::parse(b"a=1&a=2", CT).unwrap_err(), repeated);
         assert_eq!(Form::parse(b"a=1&%61=2", CT).unwrap_err(), repeated);
-        assert!(matches!(Form::parse(b"a=%4", CT), Err(OAuthError::InvalidRequest(_))));
-        assert!(matches!(Form::parse(b"a=%zz", CT), Err(OAuthError::InvalidRequest(_))));
-        assert!(matches!(Form::parse(b"a=%ff", CT), Err(OAuthError::InvalidRequest(_))));
+        assert!(matches!(
+            Form::parse(b"a=%4", CT),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Form::parse(b"a=%zz", CT),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Form::parse(b"a=%ff", CT),
+            Err(OAuthError::InvalidRequest(_))
+        ));
         for ct in [None, Some("application/json"), Some("multipart/form-data")] {
-            assert!(matches!(Form::parse(b"a=1", ct), Err(OAuthError::InvalidRequest(_))));
+            assert!(matches!(
+                Form::parse(b"a=1", ct),
+                Err(OAuthError::InvalidRequest(_))
+            ));
         }
-        assert!(Form::parse(b"a=1", Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8")).is_ok());
+        assert!(
+            Form::parse(
+                b"a=1",
+                Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8")
+            )
+            .is_ok()
+        );
     }
 }

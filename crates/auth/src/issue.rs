@@ -150,7 +150,9 @@ impl Issuer {
             }
         };
         if scope.is_empty() {
-            return Err(OAuthError::InvalidScope("no scope is allowed for this client"));
+            return Err(OAuthError::InvalidScope(
+                "no scope is allowed for this client",
+            ));
         }
         self.issue(registration, scope, &peer.fingerprint, now)
     }
@@ -179,7 +181,9 @@ impl Issuer {
             nbf: now.0,
             exp,
             jti: &jti,
-            cnf: Cnf { x5t_s256: jwt::thumbprint(bound_to) },
+            cnf: Cnf {
+                x5t_s256: jwt::thumbprint(bound_to),
+            },
         };
         let access_token = self.sign(&claims)?;
         Ok(TokenResponse {
@@ -280,7 +284,9 @@ pub(crate) fn authenticate<'r>(
     registration: Option<&'r ClientRegistration>,
 ) -> Result<&'r ClientRegistration, OAuthError> {
     let Some(registration) = registration else {
-        return Err(OAuthError::InvalidClient("the client certificate is not registered to a client"));
+        return Err(OAuthError::InvalidClient(
+            "the client certificate is not registered to a client",
+        ));
     };
     if form.get("client_secret").is_some() || form.get("client_assertion").is_some() {
         return Err(OAuthError::InvalidRequest(
@@ -291,7 +297,9 @@ pub(crate) fn authenticate<'r>(
         return Err(OAuthError::InvalidRequest("client_id is required"));
     };
     if client_id != registration.client_id.as_str() {
-        return Err(OAuthError::InvalidClient("client_id does not belong to the client certificate"));
+        return Err(OAuthError::InvalidClient(
+            "client_id does not belong to the client certificate",
+        ));
     }
     if !registration.active {
         return Err(OAuthError::InvalidClient("the client is suspended"));
@@ -302,14 +310,22 @@ pub(crate) fn authenticate<'r>(
 /// 128 random bits, base64url: unguessable and unique without coordination.
 fn random_jti() -> Result<String, OAuthError> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| OAuthError::ServerError)?;
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| OAuthError::ServerError)?;
     Ok(jwt::encode(&bytes))
 }
 
 fn cacheable_json<B: From<bytes::Bytes>>(body: Vec<u8>) -> http::Response<B> {
     let mut response = http::Response::new(B::from(bytes::Bytes::from(body)));
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=300"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }

@@ -54,29 +54,43 @@ pub(crate) fn split(token: &str) -> Result<Compact<'_>, TokenError> {
     let (Some(header_segment), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TokenError::Malformed { reason: "not a compact JWS" });
+        return Err(TokenError::Malformed {
+            reason: "not a compact JWS",
+        });
     };
     let header_bytes = decode(header_segment, "header is not base64url")?;
-    let header: Header = serde_json::from_slice(&header_bytes)
-        .map_err(|_| TokenError::Malformed { reason: "header is not a JSON object" })?;
+    let header: Header =
+        serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed {
+            reason: "header is not a JSON object",
+        })?;
     if header.crit.is_some() {
-        return Err(TokenError::Malformed { reason: "critical header extensions are not supported" });
+        return Err(TokenError::Malformed {
+            reason: "critical header extensions are not supported",
+        });
     }
     let signature = decode(signature, "signature is not base64url")?;
     let signing_input = &token.as_bytes()[..header_segment.len() + 1 + payload.len()];
-    Ok(Compact { header, signing_input, payload, signature })
+    Ok(Compact {
+        header,
+        signing_input,
+        payload,
+        signature,
+    })
 }
 
 /// Decodes the payload segment into claims of type `T`.
 pub(crate) fn payload<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
     let bytes = decode(segment, "payload is not base64url")?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::Malformed { reason: "payload lacks a required claim or is not JSON" })
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed {
+        reason: "payload lacks a required claim or is not JSON",
+    })
 }
 
 /// Decodes unpadded base64url, refusing padding and non-canonical trailing bits.
 pub(crate) fn decode(segment: &str, reason: &'static str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| TokenError::Malformed { reason })
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed { reason })
 }
 
 /// Encodes bytes as unpadded base64url.
@@ -133,7 +147,9 @@ pub(crate) fn check_times(
     }
     for not_before in [nbf, iat].into_iter().flatten() {
         if now.0.saturating_add(leeway) < not_before {
-            return Err(TokenError::NotYetValid { nbf: UnixTime(not_before) });
+            return Err(TokenError::NotYetValid {
+                nbf: UnixTime(not_before),
+            });
         }
     }
     Ok(())
@@ -146,12 +162,20 @@ mod tests {
     #[test]
     fn split_refuses_wrong_shapes() {
         for bad in ["", "a", "a.b", "a.b.c.d", "!!.e30.AA", "e30.e30.!!"] {
-            assert!(matches!(split(bad), Err(TokenError::Malformed { .. })), "{bad:?}");
+            assert!(
+                matches!(split(bad), Err(TokenError::Malformed { .. })),
+                "{bad:?}"
+            );
         }
         let crit = format!("{}.e30.AA", encode(br#"{"alg":"ES256","crit":["exp"]}"#));
         assert!(matches!(split(&crit), Err(TokenError::Malformed { .. })));
         let big = "a".repeat(MAX_TOKEN_LEN + 1);
-        assert_eq!(split(&big).unwrap_err(), TokenError::TooLarge { len: MAX_TOKEN_LEN + 1 });
+        assert_eq!(
+            split(&big).unwrap_err(),
+            TokenError::TooLarge {
+                len: MAX_TOKEN_LEN + 1
+            }
+        );
     }
 
     #[test]
@@ -159,7 +183,10 @@ mod tests {
         let token = format!("{}.e30.AAAA", encode(br#"{"alg":"ES256","kid":"k"}"#));
         let compact = split(&token).unwrap();
         assert_eq!(compact.header.kid.as_deref(), Some("k"));
-        assert_eq!(compact.signing_input, token.rsplit_once('.').unwrap().0.as_bytes());
+        assert_eq!(
+            compact.signing_input,
+            token.rsplit_once('.').unwrap().0.as_bytes()
+        );
         assert_eq!(compact.payload, "e30");
     }
 
@@ -175,11 +202,15 @@ mod tests {
         assert!(check_times(2000, Some(1005), None, now, 5).is_ok());
         assert_eq!(
             check_times(2000, Some(1006), None, now, 5),
-            Err(TokenError::NotYetValid { nbf: UnixTime(1006) })
+            Err(TokenError::NotYetValid {
+                nbf: UnixTime(1006)
+            })
         );
         assert_eq!(
             check_times(2000, None, Some(1006), now, 5),
-            Err(TokenError::NotYetValid { nbf: UnixTime(1006) })
+            Err(TokenError::NotYetValid {
+                nbf: UnixTime(1006)
+            })
         );
     }
 }

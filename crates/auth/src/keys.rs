@@ -152,8 +152,10 @@ pub struct KeySet {
 impl KeySet {
     /// Loads every key; exactly one must be `Active`, and key ids must be unique.
     pub fn load(files: &[SigningKeyFile]) -> Result<KeySet, KeyError> {
-        let active: Vec<&SigningKeyFile> =
-            files.iter().filter(|f| f.status == KeyStatus::Active).collect();
+        let active: Vec<&SigningKeyFile> = files
+            .iter()
+            .filter(|f| f.status == KeyStatus::Active)
+            .collect();
         match active.as_slice() {
             [] => return Err(KeyError::NoActiveKey),
             [_] => {}
@@ -167,21 +169,33 @@ impl KeySet {
         let mut verifiers: Vec<Arc<VerifyingKey>> = Vec::with_capacity(files.len());
         for file in files {
             if !valid_kid(&file.kid) {
-                return Err(KeyError::BadKid { kid: file.kid.clone() });
+                return Err(KeyError::BadKid {
+                    kid: file.kid.clone(),
+                });
             }
             if verifiers.iter().any(|v| v.kid == file.kid) {
-                return Err(KeyError::DuplicateKid { kid: file.kid.clone() });
+                return Err(KeyError::DuplicateKid {
+                    kid: file.kid.clone(),
+                });
             }
             let private = PrivateKey::from_pem(file)?;
             verifiers.push(Arc::new(private.verifying_key(&file.kid, file.algorithm)?));
             if file.status == KeyStatus::Active {
-                signer = Some(Signer { kid: file.kid.clone(), key: private });
+                signer = Some(Signer {
+                    kid: file.kid.clone(),
+                    key: private,
+                });
             }
         }
         // The match above returned unless exactly one file is Active, and the loop visited it.
         let signer = signer.ok_or(KeyError::NoActiveKey)?;
         let jwks = jwks_document(&verifiers);
-        Ok(KeySet { signer, verifiers, jwks, generation: next_generation() })
+        Ok(KeySet {
+            signer,
+            verifiers,
+            jwks,
+            generation: next_generation(),
+        })
     }
 
     /// The `kid` of the key that signs new tokens.
@@ -223,14 +237,20 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
             .field("active", &self.signer.kid)
-            .field("kids", &self.verifiers.iter().map(|v| &v.kid).collect::<Vec<_>>())
+            .field(
+                "kids",
+                &self.verifiers.iter().map(|v| &v.kid).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 /// Generates a fresh key of `algorithm` and returns it as PKCS#8 PEM.
 pub fn generate_pem(algorithm: SigningAlgorithm) -> Result<String, KeyError> {
-    let failed = |reason: &str| KeyError::Write { path: String::new(), reason: reason.into() };
+    let failed = |reason: &str| KeyError::Write {
+        path: String::new(),
+        reason: reason.into(),
+    };
     let rng = SystemRandom::new();
     let document = match algorithm {
         SigningAlgorithm::Es256 => {
@@ -250,7 +270,10 @@ pub fn generate_pem(algorithm: SigningAlgorithm) -> Result<String, KeyError> {
 pub fn generate_dev_key(path: &Path) -> Result<(), KeyError> {
     use std::io::Write;
 
-    let failed = |reason: String| KeyError::Write { path: path.display().to_string(), reason };
+    let failed = |reason: String| KeyError::Write {
+        path: path.display().to_string(),
+        reason,
+    };
     let pem = generate_pem(SigningAlgorithm::Es256).map_err(|e| failed(e.to_string()))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -260,7 +283,8 @@ pub fn generate_dev_key(path: &Path) -> Result<(), KeyError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| failed(e.to_string()))?;
-    file.write_all(pem.as_bytes()).map_err(|e| failed(e.to_string()))?;
+    file.write_all(pem.as_bytes())
+        .map_err(|e| failed(e.to_string()))?;
     file.sync_all().map_err(|e| failed(e.to_string()))
 }
 
@@ -296,7 +320,10 @@ pub(crate) struct VerifyingKey {
 
 enum PublicMaterial {
     /// EC and Ed25519 keys, parsed once (verification skips re-parsing the point).
-    Parsed { key: ParsedPublicKey, jwk: serde_json::Value },
+    Parsed {
+        key: ParsedPublicKey,
+        jwk: serde_json::Value,
+    },
     /// RSA modulus and exponent, big-endian.
     Rsa { n: Vec<u8>, e: Vec<u8> },
 }
@@ -326,15 +353,29 @@ impl VerifyingKey {
     }
 
     /// An RSA key (modulus and exponent, big-endian) for `RS256` or `PS256`.
-    pub(crate) fn rsa(kid: String, algorithm: JwsAlgorithm, n: Vec<u8>, e: Vec<u8>) -> VerifyingKey {
-        VerifyingKey { kid, algorithm, material: PublicMaterial::Rsa { n, e } }
+    pub(crate) fn rsa(
+        kid: String,
+        algorithm: JwsAlgorithm,
+        n: Vec<u8>,
+        e: Vec<u8>,
+    ) -> VerifyingKey {
+        VerifyingKey {
+            kid,
+            algorithm,
+            material: PublicMaterial::Rsa { n, e },
+        }
     }
 
     /// Verifies a signature made with the algorithm named in the token header.
     ///
     /// The header's `alg` must be this key's own algorithm: a key never verifies under another
     /// algorithm (no RS/HS or ES/HS confusion), whatever the token claims.
-    pub(crate) fn verify(&self, alg: &str, input: &[u8], signature: &[u8]) -> Result<(), TokenError> {
+    pub(crate) fn verify(
+        &self,
+        alg: &str,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), TokenError> {
         if alg != self.algorithm.name() {
             return Err(TokenError::AlgorithmNotAllowed { alg: truncate(alg) });
         }
@@ -354,7 +395,9 @@ impl VerifyingKey {
     fn jwk(&self) -> serde_json::Value {
         let mut jwk = match &self.material {
             PublicMaterial::Parsed { jwk, .. } => jwk.clone(),
-            PublicMaterial::Rsa { n, e } => json!({"kty": "RSA", "n": jwt::encode(n), "e": jwt::encode(e)}),
+            PublicMaterial::Rsa { n, e } => {
+                json!({"kty": "RSA", "n": jwt::encode(n), "e": jwt::encode(e)})
+            }
         };
         if let Some(object) = jwk.as_object_mut() {
             object.insert("kid".into(), self.kid.clone().into());
@@ -379,10 +422,14 @@ enum PrivateKey {
 
 impl PrivateKey {
     fn from_pem(file: &SigningKeyFile) -> Result<PrivateKey, KeyError> {
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&file.pem)
-            .map_err(|_| KeyError::NotPkcs8Pem { kid: file.kid.clone() })?;
-        let rejected =
-            || KeyError::Rejected { kid: file.kid.clone(), algorithm: file.algorithm.name() };
+        let der =
+            PrivatePkcs8KeyDer::from_pem_slice(&file.pem).map_err(|_| KeyError::NotPkcs8Pem {
+                kid: file.kid.clone(),
+            })?;
+        let rejected = || KeyError::Rejected {
+            kid: file.kid.clone(),
+            algorithm: file.algorithm.name(),
+        };
         match file.algorithm {
             SigningAlgorithm::Es256 => EcdsaKeyPair::from_pkcs8(
                 &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -399,12 +446,21 @@ impl PrivateKey {
         }
     }
 
-    fn verifying_key(&self, kid: &str, algorithm: SigningAlgorithm) -> Result<VerifyingKey, KeyError> {
+    fn verifying_key(
+        &self,
+        kid: &str,
+        algorithm: SigningAlgorithm,
+    ) -> Result<VerifyingKey, KeyError> {
         let key = match self {
             PrivateKey::Es256(pair) => VerifyingKey::es256(kid.into(), pair.public_key().as_ref()),
-            PrivateKey::EdDsa(pair) => VerifyingKey::ed25519(kid.into(), pair.public_key().as_ref()),
+            PrivateKey::EdDsa(pair) => {
+                VerifyingKey::ed25519(kid.into(), pair.public_key().as_ref())
+            }
         };
-        key.ok_or(KeyError::Rejected { kid: kid.into(), algorithm: algorithm.name() })
+        key.ok_or(KeyError::Rejected {
+            kid: kid.into(),
+            algorithm: algorithm.name(),
+        })
     }
 }
 
@@ -419,7 +475,9 @@ impl Signer {
             PrivateKey::Es256(pair) => pair
                 .sign(&SystemRandom::new(), input)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::Signing { kid: self.kid.clone() }),
+                .map_err(|_| KeyError::Signing {
+                    kid: self.kid.clone(),
+                }),
             PrivateKey::EdDsa(pair) => Ok(pair.sign(input).as_ref().to_vec()),
         }
     }
@@ -428,7 +486,9 @@ impl Signer {
 fn valid_kid(kid: &str) -> bool {
     !kid.is_empty()
         && kid.len() <= 64
-        && kid.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && kid
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn next_generation() -> u64 {
@@ -439,7 +499,9 @@ fn next_generation() -> u64 {
 fn jwks_document(keys: &[Arc<VerifyingKey>]) -> Arc<[u8]> {
     let keys: Vec<serde_json::Value> = keys.iter().map(|k| k.jwk()).collect();
     // A `Value` built from strings always serialises.
-    serde_json::to_vec(&json!({ "keys": keys })).unwrap_or_default().into()
+    serde_json::to_vec(&json!({ "keys": keys }))
+        .unwrap_or_default()
+        .into()
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -470,12 +532,17 @@ mod tests {
     #[test]
     fn exactly_one_key_must_be_active() {
         let next = file("n", SigningAlgorithm::Es256, KeyStatus::Next);
-        assert_eq!(KeySet::load(std::slice::from_ref(&next)).unwrap_err(), KeyError::NoActiveKey);
+        assert_eq!(
+            KeySet::load(std::slice::from_ref(&next)).unwrap_err(),
+            KeyError::NoActiveKey
+        );
         let a = file("a", SigningAlgorithm::Es256, KeyStatus::Active);
         let b = file("b", SigningAlgorithm::EdDsa, KeyStatus::Active);
         assert_eq!(
             KeySet::load(&[a.clone(), b]).unwrap_err(),
-            KeyError::SeveralActiveKeys { kids: vec!["a".into(), "b".into()] }
+            KeyError::SeveralActiveKeys {
+                kids: vec!["a".into(), "b".into()]
+            }
         );
         let set = KeySet::load(&[a, next]).unwrap();
         assert_eq!(set.active_kid(), "a");
@@ -490,7 +557,10 @@ mod tests {
             KeyError::DuplicateKid { kid: "a".into() }
         );
         dup.kid = "a b".into();
-        assert_eq!(KeySet::load(&[a, dup]).unwrap_err(), KeyError::BadKid { kid: "a b".into() });
+        assert_eq!(
+            KeySet::load(&[a, dup]).unwrap_err(),
+            KeyError::BadKid { kid: "a b".into() }
+        );
     }
 
     #[test]
@@ -499,7 +569,10 @@ mod tests {
         wrong.algorithm = SigningAlgorithm::Es256;
         assert_eq!(
             KeySet::load(&[wrong]).unwrap_err(),
-            KeyError::Rejected { kid: "a".into(), algorithm: "ES256" }
+            KeyError::Rejected {
+                kid: "a".into(),
+                algorithm: "ES256"
+            }
         );
         let garbage = SigningKeyFile {
             kid: "g".into(),
@@ -507,7 +580,10 @@ mod tests {
             pem: b"not a pem".to_vec(),
             status: KeyStatus::Active,
         };
-        assert_eq!(KeySet::load(&[garbage]).unwrap_err(), KeyError::NotPkcs8Pem { kid: "g".into() });
+        assert_eq!(
+            KeySet::load(&[garbage]).unwrap_err(),
+            KeyError::NotPkcs8Pem { kid: "g".into() }
+        );
     }
 
     #[test]
@@ -538,7 +614,10 @@ mod tests {
         let signature = set.sign(b"input").unwrap();
         let key = set.key("es").unwrap();
         assert_eq!(key.verify("ES256", b"input", &signature), Ok(()));
-        assert_eq!(key.verify("ES256", b"other", &signature), Err(TokenError::BadSignature));
+        assert_eq!(
+            key.verify("ES256", b"other", &signature),
+            Err(TokenError::BadSignature)
+        );
         for alg in ["none", "HS256", "ES384", "EdDSA", "es256"] {
             assert_eq!(
                 key.verify(alg, b"input", &signature),
@@ -566,6 +645,9 @@ mod tests {
             status: KeyStatus::Active,
         }]);
         assert!(set.is_ok());
-        assert!(matches!(generate_dev_key(&path), Err(KeyError::Write { .. })));
+        assert!(matches!(
+            generate_dev_key(&path),
+            Err(KeyError::Write { .. })
+        ));
     }
 }

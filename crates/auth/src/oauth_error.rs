@@ -57,7 +57,8 @@ impl OAuthError {
 
     /// The JSON body: `{"error": "...", "error_description": "..."}`.
     pub fn to_json(&self) -> Vec<u8> {
-        let body = serde_json::json!({ "error": self.code(), "error_description": self.to_string() });
+        let body =
+            serde_json::json!({ "error": self.code(), "error_description": self.to_string() });
         // A `Value` of two strings always serialises.
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -67,18 +68,26 @@ impl OAuthError {
     pub fn into_response<B: From<bytes::Bytes>>(&self) -> http::Response<B> {
         let mut response = json_response(self.status(), self.to_json());
         if *self == OAuthError::TemporarilyUnavailable {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
 }
 
 /// A JSON response that no cache may keep (RFC 6749 §5.1).
-pub(crate) fn json_response<B: From<bytes::Bytes>>(status: StatusCode, body: Vec<u8>) -> http::Response<B> {
+pub(crate) fn json_response<B: From<bytes::Bytes>>(
+    status: StatusCode,
+    body: Vec<u8>,
+) -> http::Response<B> {
     let mut response = http::Response::new(B::from(bytes::Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
@@ -93,9 +102,17 @@ mod tests {
         let cases = [
             (OAuthError::InvalidRequest("x"), 400, "invalid_request"),
             (OAuthError::InvalidClient("x"), 401, "invalid_client"),
-            (OAuthError::UnsupportedGrantType, 400, "unsupported_grant_type"),
+            (
+                OAuthError::UnsupportedGrantType,
+                400,
+                "unsupported_grant_type",
+            ),
             (OAuthError::InvalidScope("x"), 400, "invalid_scope"),
-            (OAuthError::TemporarilyUnavailable, 503, "temporarily_unavailable"),
+            (
+                OAuthError::TemporarilyUnavailable,
+                503,
+                "temporarily_unavailable",
+            ),
             (OAuthError::ServerError, 500, "server_error"),
         ];
         for (error, status, code) in cases {

@@ -91,5 +91,7 @@ pub async fn revoke_request<R: RevocationStore>(
         return Err(OAuthError::TemporarilyUnavailable);
     }
     tracing::info!(partner = %registration.partner, jti = %claims.jti, "Token revoked.");
-    Ok(Revocation::Revoked { jti: claims.jti.to_string() })
+    Ok(Revocation::Revoked {
+        jti: claims.jti.to_string(),
+    })
 }

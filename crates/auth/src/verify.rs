@@ -42,7 +42,9 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use gateway_core::time::UnixTime;
-use gateway_core::{ClientId, Fingerprint, PartnerId, PeerIdentity, ProblemType, ScopeSet, TokenClaims};
+use gateway_core::{
+    ClientId, Fingerprint, PartnerId, PeerIdentity, ProblemType, ScopeSet, TokenClaims,
+};
 use gateway_store::{Change, RevocationStore};
 
 use crate::issue::{ClientRegistration, Issuer};
@@ -280,17 +282,28 @@ impl<R: RevocationStore + 'static> TokenVerifierBuilder<R> {
 impl<R: RevocationStore + 'static> TokenVerifier<R> {
     /// A builder for a verifier of `issuer`'s tokens, checking revocations in `store`.
     pub fn builder(issuer: Arc<Issuer>, store: R) -> TokenVerifierBuilder<R> {
-        TokenVerifierBuilder { issuer, store, capacity: DEFAULT_CACHE_CAPACITY, notifications: None }
+        TokenVerifierBuilder {
+            issuer,
+            store,
+            capacity: DEFAULT_CACHE_CAPACITY,
+            notifications: None,
+        }
     }
 
     /// Replaces the issuer (a reload or key rotation). Cached verifications made under the old
     /// key set are redone on next use, so a removed key stops verifying at once.
     pub fn set_issuer(&self, issuer: Arc<Issuer>) {
         let settings = issuer.settings();
-        let retain = settings.lifetime.as_secs().saturating_add(settings.leeway.as_secs());
+        let retain = settings
+            .lifetime
+            .as_secs()
+            .saturating_add(settings.leeway.as_secs());
         // Never shorten how long revocations are remembered: tokens issued under a longer
         // lifetime may still be live.
-        self.shared.revocations.retain_secs.fetch_max(retain, Ordering::Relaxed);
+        self.shared
+            .revocations
+            .retain_secs
+            .fetch_max(retain, Ordering::Relaxed);
         self.shared.issuer.store(issuer);
     }
 
@@ -349,7 +362,9 @@ impl<R: RevocationStore + 'static> TokenVerifier<R> {
             }
             Err(error) => {
                 tracing::warn!(%error, "Token refused: revocation state unavailable.");
-                return Err(TokenError::StoreUnavailable { reason: error.to_string() });
+                return Err(TokenError::StoreUnavailable {
+                    reason: error.to_string(),
+                });
             }
         }
         entry.checked_epoch.store(epoch, Ordering::Release);
@@ -417,7 +432,9 @@ impl<R: RevocationStore + 'static> TokenVerifier<R> {
 
 impl<R> Clone for TokenVerifier<R> {
     fn clone(&self) -> Self {
-        TokenVerifier { shared: self.shared.clone() }
+        TokenVerifier {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -464,10 +481,14 @@ pub(crate) fn decode_own(
     let header = &compact.header;
     // The allow-list comes first, before any key is looked up.
     if !matches!(header.alg.as_str(), "ES256" | "EdDSA") {
-        return Err(TokenError::AlgorithmNotAllowed { alg: truncate(&header.alg) });
+        return Err(TokenError::AlgorithmNotAllowed {
+            alg: truncate(&header.alg),
+        });
     }
     if !header.typ.as_deref().is_some_and(is_access_token_typ) {
-        return Err(TokenError::Malformed { reason: "typ is not at+jwt" });
+        return Err(TokenError::Malformed {
+            reason: "typ is not at+jwt",
+        });
     }
     let kid = header.kid.as_deref().unwrap_or_default();
     let key = issuer
@@ -479,13 +500,21 @@ pub(crate) fn decode_own(
     let claims: OwnClaims = jwt::payload(compact.payload)?;
     let settings = issuer.settings();
     if claims.iss != settings.issuer {
-        return Err(TokenError::WrongIssuer { iss: truncate(&claims.iss) });
+        return Err(TokenError::WrongIssuer {
+            iss: truncate(&claims.iss),
+        });
     }
     if !claims.aud.contains(&settings.audience) {
         return Err(TokenError::WrongAudience);
     }
     if let Some(now) = now {
-        jwt::check_times(claims.exp, claims.nbf, Some(claims.iat), now, leeway(issuer))?;
+        jwt::check_times(
+            claims.exp,
+            claims.nbf,
+            Some(claims.iat),
+            now,
+            leeway(issuer),
+        )?;
     }
     let malformed = |reason| TokenError::Malformed { reason };
     Ok(TokenClaims {
@@ -511,7 +540,9 @@ pub(crate) fn check_connection(
     leeway: i64,
 ) -> Result<(), TokenError> {
     if now.0 > claims.expires_at.0.saturating_add(leeway) {
-        return Err(TokenError::Expired { exp: claims.expires_at });
+        return Err(TokenError::Expired {
+            exp: claims.expires_at,
+        });
     }
     if claims.partner != *partner {
         return Err(TokenError::PartnerMismatch {
@@ -591,7 +622,10 @@ struct Revocations {
 
 impl Revocations {
     fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(jti)
+        self.revoked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(jti)
     }
 
     fn note(&self, jti: &str, now: UnixTime) {
@@ -608,7 +642,9 @@ impl Revocations {
     /// Applies every notification delivered so far.
     fn drain(&self, now: UnixTime) {
         if let Some(receiver) = &self.receiver {
-            let mut receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut receiver = receiver
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             loop {
                 match receiver.try_recv() {
                     Ok(Change::TokenRevoked { jti }) => self.note(&jti, now),
@@ -617,7 +653,9 @@ impl Revocations {
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Closed) => {
                         if self.listening.swap(false, Ordering::AcqRel) {
-                            tracing::warn!("Revocation notifications closed; checking the store on every use.");
+                            tracing::warn!(
+                                "Revocation notifications closed; checking the store on every use."
+                            );
                         }
                         break;
                     }
@@ -638,13 +676,23 @@ impl Revocations {
         let retain = self.retain_secs.load(Ordering::Relaxed);
         if self
             .next_prune
-            .compare_exchange(due, now_secs.saturating_add(retain.max(1)), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                due,
+                now_secs.saturating_add(retain.max(1)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return;
         }
-        let cutoff = now.0.saturating_sub(i64::try_from(retain).unwrap_or(i64::MAX));
-        let mut revoked = self.revoked.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cutoff = now
+            .0
+            .saturating_sub(i64::try_from(retain).unwrap_or(i64::MAX));
+        let mut revoked = self
+            .revoked
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let before = revoked.len();
         revoked.retain(|_, learned| *learned >= cutoff);
         if revoked.len() != before {

@@ -27,15 +27,23 @@ pin_project! {
 
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn reject(response: Response<B>) -> Self {
-        ResponseFuture { state: State::Reject { response: Some(response) } }
+        ResponseFuture {
+            state: State::Reject {
+                response: Some(response),
+            },
+        }
     }
 
     pub(crate) fn inner(future: F) -> Self {
-        ResponseFuture { state: State::Inner { future } }
+        ResponseFuture {
+            state: State::Inner { future },
+        }
     }
 
     pub(crate) fn verifying(future: Verifying<B, E>) -> Self {
-        ResponseFuture { state: State::Verifying { future } }
+        ResponseFuture {
+            state: State::Verifying { future },
+        }
     }
 }
 

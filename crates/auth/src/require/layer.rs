@@ -15,7 +15,10 @@ pub struct RequireTokenLayer<V> {
 impl<V> RequireTokenLayer<V> {
     /// A layer verifying tokens with `verifier`, reading time from the system clock.
     pub fn new(verifier: V) -> Self {
-        RequireTokenLayer { verifier: Arc::new(verifier), clock: Arc::new(SystemClock) }
+        RequireTokenLayer {
+            verifier: Arc::new(verifier),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Reads "now" from `clock` instead (tests use a `ManualClock`).
@@ -27,13 +30,18 @@ impl<V> RequireTokenLayer<V> {
 
 impl<V> Clone for RequireTokenLayer<V> {
     fn clone(&self) -> Self {
-        RequireTokenLayer { verifier: self.verifier.clone(), clock: self.clock.clone() }
+        RequireTokenLayer {
+            verifier: self.verifier.clone(),
+            clock: self.clock.clone(),
+        }
     }
 }
 
 impl<V> std::fmt::Debug for RequireTokenLayer<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequireTokenLayer").field("clock", &self.clock).finish_non_exhaustive()
+        f.debug_struct("RequireTokenLayer")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,6 +49,10 @@ impl<S, V> Layer<S> for RequireTokenLayer<V> {
     type Service = RequireToken<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireToken { inner, verifier: self.verifier.clone(), clock: self.clock.clone() }
+        RequireToken {
+            inner,
+            verifier: self.verifier.clone(),
+            clock: self.clock.clone(),
+        }
     }
 }

@@ -65,7 +65,9 @@ impl<S: Clone, V> Clone for RequireToken<S, V> {
 
 impl<S: std::fmt::Debug, V> std::fmt::Debug for RequireToken<S, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequireToken").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("RequireToken")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,10 +99,13 @@ where
             return ResponseFuture::inner(self.inner.call(request));
         };
         let extensions = request.extensions();
-        let (Some(peer), Some(partner)) =
-            (extensions.get::<PeerIdentity>(), extensions.get::<PartnerContext>())
-        else {
-            tracing::error!("RequireToken reached without PeerIdentity/PartnerContext; check the stack order.");
+        let (Some(peer), Some(partner)) = (
+            extensions.get::<PeerIdentity>(),
+            extensions.get::<PartnerContext>(),
+        ) else {
+            tracing::error!(
+                "RequireToken reached without PeerIdentity/PartnerContext; check the stack order."
+            );
             return ResponseFuture::reject(internal(interaction.as_ref()));
         };
         let fingerprint = peer.fingerprint;
@@ -112,7 +117,10 @@ where
             }
         };
         let now = self.clock.now();
-        if let Some(result) = self.verifier.verify_cached(token, &fingerprint, &partner, now) {
+        if let Some(result) = self
+            .verifier
+            .verify_cached(token, &fingerprint, &partner, now)
+        {
             return match admit(result, scope, &partner, interaction.as_ref()) {
                 Ok(claims) => {
                     request.extensions_mut().insert(claims);
@@ -144,26 +152,32 @@ where
 
 /// The token of the one `Authorization: Bearer` header, refusing every other way to send one.
 fn bearer_token<B>(request: &Request<B>) -> Result<&str, TokenError> {
-    if let Some(query) = request.uri().query() {
-        if query_has_access_token(query) {
-            return Err(TokenError::Malformed {
-                reason: "access tokens are accepted in the Authorization header only",
-            });
-        }
+    if let Some(query) = request.uri().query()
+        && query_has_access_token(query)
+    {
+        return Err(TokenError::Malformed {
+            reason: "access tokens are accepted in the Authorization header only",
+        });
     }
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(match request.headers().contains_key(header::AUTHORIZATION) {
-            true => TokenError::Malformed { reason: "more than one Authorization header" },
-            false => TokenError::Missing,
-        });
+        return Err(
+            match request.headers().contains_key(header::AUTHORIZATION) {
+                true => TokenError::Malformed {
+                    reason: "more than one Authorization header",
+                },
+                false => TokenError::Missing,
+            },
+        );
     };
-    let value = value
-        .to_str()
-        .map_err(|_| TokenError::Malformed { reason: "Authorization header is not ASCII" })?;
+    let value = value.to_str().map_err(|_| TokenError::Malformed {
+        reason: "Authorization header is not ASCII",
+    })?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(TokenError::Malformed { reason: "Authorization scheme is not Bearer" });
+        return Err(TokenError::Malformed {
+            reason: "Authorization scheme is not Bearer",
+        });
     }
     if token.len() > MAX_BEARER_LEN {
         return Err(TokenError::TooLarge { len: token.len() });
@@ -171,11 +185,13 @@ fn bearer_token<B>(request: &Request<B>) -> Result<&str, TokenError> {
     // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
     let well_formed = !body.is_empty()
-        && body
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && body.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     if !well_formed {
-        return Err(TokenError::Malformed { reason: "Bearer token is not a b64token" });
+        return Err(TokenError::Malformed {
+            reason: "Bearer token is not a b64token",
+        });
     }
     Ok(token)
 }
@@ -229,7 +245,9 @@ fn admit<B: From<Bytes>>(
         let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
         // Scope names are ASCII letters and ':' (see `Scope::as_str`).
         if let Ok(value) = HeaderValue::from_str(&challenge) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         return Err(response);
     }
@@ -265,7 +283,10 @@ fn reject<B: From<Bytes>>(
                 TokenError::Missing => "Bearer",
                 _ => "Bearer error=\"invalid_token\"",
             };
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         _ => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -292,7 +313,10 @@ mod tests {
 
     #[test]
     fn takes_exactly_one_bearer_header() {
-        assert_eq!(bearer_token(&request(&["Bearer abc.def-_~+/=="], "/")), Ok("abc.def-_~+/=="));
+        assert_eq!(
+            bearer_token(&request(&["Bearer abc.def-_~+/=="], "/")),
+            Ok("abc.def-_~+/==")
+        );
         assert_eq!(bearer_token(&request(&["bearer abc"], "/")), Ok("abc"));
         assert_eq!(bearer_token(&request(&[], "/")), Err(TokenError::Missing));
         let malformed = |r| Err(TokenError::Malformed { reason: r });
@@ -304,7 +328,14 @@ mod tests {
             bearer_token(&request(&["Basic YTpi"], "/")),
             malformed("Authorization scheme is not Bearer")
         );
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer  a", "Bearer a,b", "Bearer ="] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer  a",
+            "Bearer a,b",
+            "Bearer =",
+        ] {
             assert_eq!(
                 bearer_token(&request(&[bad], "/")),
                 malformed("Bearer token is not a b64token"),
@@ -314,13 +345,19 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(MAX_BEARER_LEN + 1));
         assert_eq!(
             bearer_token(&request(&[&long], "/")),
-            Err(TokenError::TooLarge { len: MAX_BEARER_LEN + 1 })
+            Err(TokenError::TooLarge {
+                len: MAX_BEARER_LEN + 1
+            })
         );
     }
 
     #[test]
     fn refuses_tokens_in_the_query() {
-        for uri in ["/v1/products?access_token=x", "/v1/products?a=1&ACCESS_TOKEN=x", "/x?access%5Ftoken=x"] {
+        for uri in [
+            "/v1/products?access_token=x",
+            "/v1/products?a=1&ACCESS_TOKEN=x",
+            "/x?access%5Ftoken=x",
+        ] {
             assert_eq!(
                 bearer_token(&request(&["Bearer abc"], uri)),
                 Err(TokenError::Malformed {
@@ -329,6 +366,9 @@ mod tests {
                 "{uri}"
             );
         }
-        assert_eq!(bearer_token(&request(&["Bearer abc"], "/x?access_tokens=1")), Ok("abc"));
+        assert_eq!(
+            bearer_token(&request(&["Bearer abc"], "/x?access_tokens=1")),
+            Ok("abc")
+        );
     }
 }

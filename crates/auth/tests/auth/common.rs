@@ -44,7 +44,10 @@ pub(crate) fn key(kid: &str, algorithm: SigningAlgorithm, status: KeyStatus) -> 
 
 /// The same key file in another rotation state.
 pub(crate) fn with_status(file: &SigningKeyFile, status: KeyStatus) -> SigningKeyFile {
-    SigningKeyFile { status, ..file.clone() }
+    SigningKeyFile {
+        status,
+        ..file.clone()
+    }
 }
 
 pub(crate) fn issuer_with(settings: IssuerSettings, files: &[SigningKeyFile]) -> Arc<Issuer> {
@@ -74,7 +77,11 @@ pub(crate) fn cert(n: u8) -> Fingerprint {
 }
 
 pub(crate) fn peer(n: u8) -> PeerIdentity {
-    PeerIdentity { fingerprint: cert(n), subject: Arc::from("CN=test"), connection: n as u64 }
+    PeerIdentity {
+        fingerprint: cert(n),
+        subject: Arc::from("CN=test"),
+        connection: n as u64,
+    }
 }
 
 /// One gateway's worth of auth: an ES256 issuer with key `k1`, a store, a verifier.
@@ -94,13 +101,23 @@ impl Fixture {
         let verifier = TokenVerifier::builder(issuer.clone(), store.clone())
             .notifications(store.subscribe())
             .build();
-        Fixture { key, issuer, store, verifier }
+        Fixture {
+            key,
+            issuer,
+            store,
+            verifier,
+        }
     }
 
     /// A token for `partner` bound to certificate `cert_n`, issued at `now`.
     pub(crate) fn token(&self, partner_id: &str, cert_n: u8, now: UnixTime) -> String {
         self.issuer
-            .issue(&registration(partner_id), registration(partner_id).scopes, &cert(cert_n), now)
+            .issue(
+                &registration(partner_id),
+                registration(partner_id).scopes,
+                &cert(cert_n),
+                now,
+            )
             .unwrap()
             .access_token
     }
@@ -156,7 +173,11 @@ impl MemoryStore {
 
     /// Records a revocation without notifying anyone (a lost notification).
     pub(crate) fn inner_revoke_silently(&self, jti: &str) {
-        self.inner.revoked.lock().unwrap().insert(jti.to_owned(), UnixTime(i64::MAX));
+        self.inner
+            .revoked
+            .lock()
+            .unwrap()
+            .insert(jti.to_owned(), UnixTime(i64::MAX));
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -170,8 +191,14 @@ impl MemoryStore {
 impl RevocationStore for MemoryStore {
     async fn revoke_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.revoked.lock().unwrap().insert(jti.to_owned(), expires_at);
-        self.send(Change::TokenRevoked { jti: jti.to_owned() });
+        self.inner
+            .revoked
+            .lock()
+            .unwrap()
+            .insert(jti.to_owned(), expires_at);
+        self.send(Change::TokenRevoked {
+            jti: jti.to_owned(),
+        });
         Ok(())
     }
 
@@ -186,7 +213,9 @@ impl RevocationStore for MemoryStore {
 pub(crate) fn claims_of(token: &str) -> serde_json::Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -194,12 +223,18 @@ pub(crate) fn claims_of(token: &str) -> serde_json::Value {
 pub(crate) fn header_of(token: &str) -> serde_json::Value {
     use base64::Engine;
     let header = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
 /// Re-encodes `header` and `claims` with the given signature bytes.
-pub(crate) fn assemble(header: &serde_json::Value, claims: &serde_json::Value, signature: &[u8]) -> String {
+pub(crate) fn assemble(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    signature: &[u8],
+) -> String {
     use base64::Engine;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     format!(
@@ -208,4 +243,26 @@ pub(crate) fn assemble(header: &serde_json::Value, claims: &serde_json::Value, s
         b64(&serde_json::to_vec(claims).unwrap()),
         b64(signature)
     )
+}
+
+/// Reads a whole body of at most `limit` bytes (the workspace bans unbounded `collect`).
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<bytes::Bytes, String>
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            use bytes::Buf;
+            out.extend_from_slice(data.chunk());
+            if out.len() > limit {
+                return Err(format!("body larger than {limit} bytes"));
+            }
+        }
+    }
+    Ok(out.into())
 }
