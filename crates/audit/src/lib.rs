@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod customer;
 pub mod format;
+pub mod forward;
 pub mod fs;
 pub mod index;
 pub mod verify;
@@ -15,6 +16,9 @@ pub use checkpoint::{
     CheckpointSigner, KeyError, generate_dev_key_file, parse_public_key, public_key_pem,
 };
 pub use customer::{CustomerHasher, HashKeyError};
+pub use forward::{
+    Cursor, ForwardError, ForwardRecord, ForwardSink, Forwarder, RedisStreamSink, SinkError,
+};
 pub use index::{
     AuditIndex, Disclosure, FoundRecord, PageCursor, SearchError, SearchFilter, SearchPage,
 };
