@@ -277,7 +277,10 @@ pub trait ReferralStore: Send + Sync {
     ) -> impl Future<Output = Result<IssueOutcome, StoreError>> + Send;
 
     /// A code.
-    fn code(&self, code: &str) -> impl Future<Output = Result<Option<CodeRecord>, StoreError>> + Send;
+    fn code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<CodeRecord>, StoreError>> + Send;
 
     /// Conversions counted for a code, by event type.
     fn code_conversions(
