@@ -9,6 +9,7 @@ pub mod format;
 pub mod forward;
 pub mod fs;
 pub mod index;
+pub mod layer;
 pub mod verify;
 pub mod writer;
 
@@ -22,6 +23,7 @@ pub use forward::{
 pub use index::{
     AuditIndex, Disclosure, FoundRecord, PageCursor, SearchError, SearchFilter, SearchPage,
 };
+pub use layer::{Audit, AuditLayer};
 pub use verify::{BreakKind, VerifyError, VerifySummary, verify};
 pub use writer::{
     Append, AppendError, Appended, AuditWriter, Durability, Health, OpenError, WriterConfig,
