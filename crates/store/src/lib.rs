@@ -32,7 +32,7 @@
 //! - the entries of a [`Change::Consent`]'s `(partner_id, customer_ref)` or a
 //!   [`Change::TokenRevoked`]'s `jti`;
 //! - **everything** on [`Change::Resync`], and also when its receiver reports
-//!   `RecvError::Lagged` (it missed changes it cannot name).
+//!   `RecvError::Lagged` (it missed changes it cannot name); [`recv_change`] does that mapping.
 //!
 //! The Redis backend sends `Resync` after every (re)subscription and whenever its epoch check
 //! finds a change whose message never arrived, so a lost message never leaves a stale cache.
@@ -193,6 +193,20 @@ impl Store {
     }
 }
 
+/// Receives the next change from a [`Store::subscribe`] receiver, turning a lag (this receiver
+/// fell so far behind that changes were dropped) into [`Change::Resync`]. `None` once every
+/// handle of the store is gone.
+pub async fn recv_change(changes: &mut broadcast::Receiver<Change>) -> Option<Change> {
+    match changes.recv().await {
+        Ok(change) => Some(change),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::debug!(missed, "Change receiver lagged; caches must resync.");
+            Some(Change::Resync)
+        }
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
 // === impl the traits by delegation ===
 
 impl ConsentStore for Store {
@@ -330,5 +344,37 @@ impl ReferralStore for Store {
             Store::Embedded(s) => s.campaign_stats(campaign, partner).await,
             Store::Redis(s) => s.campaign_stats(campaign, partner).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lagging_receiver_gets_resync_instead_of_missed_changes() {
+        let (sender, mut changes) = broadcast::channel(2);
+        for n in 0..3 {
+            sender
+                .send(Change::TokenRevoked {
+                    jti: format!("j{n}"),
+                })
+                .unwrap();
+        }
+        assert_eq!(recv_change(&mut changes).await, Some(Change::Resync));
+        assert_eq!(
+            recv_change(&mut changes).await,
+            Some(Change::TokenRevoked {
+                jti: "j1".to_owned()
+            })
+        );
+        drop(sender);
+        assert_eq!(
+            recv_change(&mut changes).await,
+            Some(Change::TokenRevoked {
+                jti: "j2".to_owned()
+            })
+        );
+        assert_eq!(recv_change(&mut changes).await, None);
     }
 }

@@ -374,3 +374,103 @@ async fn a_key_prefix_with_a_brace_is_refused() {
         matches!(result, Err(StoreError::Unavailable(reason)) if reason.contains("key prefix"))
     );
 }
+
+// === measurements (run by hand: `cargo test -p gateway-store --release -- --ignored --nocapture`) ===
+
+fn percentiles(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    eprintln!(
+        "{name:<40} n={:<5} p50={:>9.1?} p99={:>9.1?} max={:>9.1?}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
+}
+
+async fn time_each<F, Fut>(n: usize, mut op: F) -> Vec<Duration>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        op(i).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn measure_operation_latencies() {
+    use gateway_store::{IdempotencyStore, ReferralStore};
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Store::open(gateway_store::StoreConfig::Embedded {
+        path: dir.path().join("m.redb"),
+    })
+    .await
+    .unwrap();
+    let server = RedisServer::start();
+    let redis = open_redis(vec![server.url()], false, "m:", SUITE_TIMEOUT).await;
+    for (name, store) in [("embedded", &embedded), ("redis", &redis)] {
+        let n = 500;
+        let grants = time_each(n, |i| {
+            let record = grant_of(
+                &format!("m-{i}"),
+                &format!("M{i:06}"),
+                "demo-bank",
+                "wealth-advice",
+            );
+            async move {
+                store.grant(record).await.unwrap();
+            }
+        })
+        .await;
+        percentiles(&format!("{name}: grant (write)"), grants);
+        let reads = time_each(n, |i| {
+            let record = grant_of(
+                &format!("m-{i}"),
+                &format!("M{i:06}"),
+                "demo-bank",
+                "wealth-advice",
+            );
+            async move {
+                let found = store
+                    .consents_by_ref(&record.partner_id, &record.customer_ref)
+                    .await
+                    .unwrap();
+                assert_eq!(found.len(), 1);
+            }
+        })
+        .await;
+        percentiles(&format!("{name}: consents_by_ref (read)"), reads);
+        let checks = time_each(n, |i| async move {
+            store.is_token_revoked(&format!("jti-{i}")).await.unwrap();
+        })
+        .await;
+        percentiles(&format!("{name}: is_token_revoked (read)"), checks);
+        let claims = time_each(n, |i| async move {
+            store
+                .claim(&format!("k-{i}"), &[1; 32], NOW, 60)
+                .await
+                .unwrap();
+        })
+        .await;
+        percentiles(&format!("{name}: idempotency claim (write)"), claims);
+        store
+            .issue_code(code_of("MEASURE1", "demo-bank", "spring-2027", NOW), 10)
+            .await
+            .unwrap();
+        let events = time_each(n, |i| async move {
+            let event = event_of(&format!("m-ev-{i}"), "MEASURE1", "funded", 1);
+            store.record_event(event, u32::MAX).await.unwrap();
+        })
+        .await;
+        percentiles(&format!("{name}: record_event (write)"), events);
+    }
+    let ping = time_each(1000, |_| async { redis.ping().await.unwrap() }).await;
+    percentiles("redis: PING round trip", ping);
+}

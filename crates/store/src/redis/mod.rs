@@ -174,13 +174,23 @@ impl RedisStore {
                 options.key_prefix
             )));
         }
+        if options.urls.is_empty() {
+            return Err(StoreError::Unavailable(
+                "invalid store configuration: no Redis URL".to_owned(),
+            ));
+        }
         let connection = Connection::open(&options.urls, options.cluster, options.timeout)?;
         let keys = Keys::new(&options.key_prefix);
         let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
         let (subscribed_tx, subscribed) = watch::channel(false);
         let delivered = Arc::new(AtomicU64::new(0));
         let task = Subscriber {
-            urls: options.urls.clone(),
+            // Standalone uses the first URL for commands, so the subscription uses it too.
+            urls: if options.cluster {
+                options.urls.clone()
+            } else {
+                options.urls[..1].to_vec()
+            },
             channel: keys.channel(),
             connection: connection.clone(),
             epoch_key: keys.epoch(),
