@@ -10,33 +10,42 @@ use std::path::{Path, PathBuf};
 use gateway_core::context::Fingerprint;
 use gateway_core::fields::Tier;
 
+use gateway_core::fields::FieldCatalogue;
+
 use crate::model::{Campaign, GatewaySettings, Partner};
 use crate::raw::{RawCampaign, RawGateway, RawPartner};
 use crate::report::{ConfigProblem, Location};
 use crate::yaml::Document;
 
-/// `gateway.yaml`, parsed and converted.
+/// `gateway.yaml`, parsed and converted as far as it goes.
 pub(crate) struct LoadedGateway {
     pub(crate) file: PathBuf,
     pub(crate) doc: Document,
     pub(crate) raw: RawGateway,
-    pub(crate) settings: GatewaySettings,
+    /// `None` when a section failed the schema.
+    pub(crate) settings: Option<GatewaySettings>,
+    /// The field catalogue, when its section passed the schema.
+    pub(crate) catalogue: Option<FieldCatalogue>,
 }
 
-/// One partner file, parsed and converted.
+/// One partner file, parsed and converted as far as it goes.
 pub(crate) struct LoadedPartner {
     pub(crate) file: PathBuf,
     pub(crate) doc: Document,
     pub(crate) raw: RawPartner,
-    pub(crate) partner: Partner,
+    /// Top-level keys left out because they failed the schema: checks that need them skip.
+    pub(crate) pruned: BTreeSet<String>,
+    pub(crate) partner: Option<Partner>,
 }
 
-/// One campaign file, parsed and converted.
+/// One campaign file, parsed and converted as far as it goes.
 pub(crate) struct LoadedCampaign {
     pub(crate) file: PathBuf,
     pub(crate) doc: Document,
     pub(crate) raw: RawCampaign,
-    pub(crate) campaign: Campaign,
+    /// Top-level keys left out because they failed the schema.
+    pub(crate) pruned: BTreeSet<String>,
+    pub(crate) campaign: Option<Campaign>,
 }
 
 /// Ids of files that exist but could not be read, parsed or converted cleanly: references to
@@ -83,7 +92,9 @@ pub(crate) fn cross_check(
 ) {
     unique_partners(partners, problems);
     if let Some(gateway) = gateway {
-        field_ceilings(&gateway.settings, partners, problems);
+        if let Some(catalogue) = &gateway.catalogue {
+            field_ceilings(catalogue, partners, problems);
+        }
         external_partners(gateway, partners, broken, problems);
     }
     campaign_membership(partners, campaigns, broken, problems);
@@ -97,22 +108,22 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
     let mut subjects: HashMap<&str, (&LoadedPartner, String)> = HashMap::new();
     let mut clients: HashMap<&str, &LoadedPartner> = HashMap::new();
     for p in partners {
-        if let Some(first) = ids.get(p.raw.id.as_str()) {
+        let id = p.id();
+        if let Some(first) = ids.get(id) {
             problems.push(problem(
                 &p.file,
                 &p.doc,
                 "/id",
                 format!(
-                    "partner id {:?} is also declared by {}",
-                    p.raw.id,
+                    "partner id {id:?} is also declared by {}",
                     first.file.display()
                 ),
                 Some("each partner has exactly one file".into()),
             ));
-        } else {
-            ids.insert(&p.raw.id, p);
+        } else if p.raw.id.is_some() {
+            ids.insert(id, p);
         }
-        for (i, cert) in p.raw.certificates.iter().enumerate() {
+        for (i, cert) in p.raw.certificates.iter().flatten().enumerate() {
             if let Some(fp) = cert
                 .sha256
                 .as_deref()
@@ -128,7 +139,7 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
                             format!(
                                 "certificate sha256 {} is already pinned by partner {:?} ({})",
                                 fp.to_hex(),
-                                first.raw.id,
+                                first.id(),
                                 place(&first.file, &first.doc, first_at)
                             ),
                             Some("a certificate identifies exactly one partner; issue this partner its own".into()),
@@ -150,7 +161,7 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
                             &at,
                             format!(
                                 "certificate subject {subject:?} is already pinned by partner {:?} ({})",
-                                first.raw.id,
+                                first.id(),
                                 place(&first.file, &first.doc, first_at)
                             ),
                             Some("a subject identifies exactly one partner; pin by sha256 or use a distinct subject".into()),
@@ -163,7 +174,9 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
                 }
             }
         }
-        let client = p.raw.oauth.client_id.as_str();
+        let Some(client) = p.raw.oauth.as_ref().map(|o| o.client_id.as_str()) else {
+            continue;
+        };
         match clients.get(client) {
             Some(first) => problems.push(problem(
                 &p.file,
@@ -171,7 +184,7 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
                 "/oauth/client_id",
                 format!(
                     "client id {client:?} is already used by partner {:?} ({})",
-                    first.raw.id,
+                    first.id(),
                     place(&first.file, &first.doc, "/oauth/client_id")
                 ),
                 Some("client ids are unique; by convention the client id is the partner id".into()),
@@ -185,15 +198,15 @@ fn unique_partners(partners: &[LoadedPartner], problems: &mut Vec<ConfigProblem>
 
 /// Every field of a ceiling is in the catalogue and may be released at all.
 fn field_ceilings(
-    gateway: &GatewaySettings,
+    catalogue: &FieldCatalogue,
     partners: &[LoadedPartner],
     problems: &mut Vec<ConfigProblem>,
 ) {
-    let known: Vec<&str> = gateway.fields.iter().map(|(name, _)| name).collect();
+    let known: Vec<&str> = catalogue.iter().map(|(name, _)| name).collect();
     for p in partners {
-        for (i, name) in p.raw.field_ceiling.iter().enumerate() {
+        for (i, name) in p.raw.field_ceiling.iter().flatten().enumerate() {
             let at = format!("/field_ceiling/{i}");
-            match gateway.fields.get(name) {
+            match catalogue.get(name) {
                 None => problems.push(problem(
                     &p.file,
                     &p.doc,
@@ -224,8 +237,12 @@ fn external_partners(
     broken: &Broken,
     problems: &mut Vec<ConfigProblem>,
 ) {
-    let known: BTreeSet<&str> = partners.iter().map(|p| p.raw.id.as_str()).collect();
-    for (i, ext) in gateway.raw.oauth.external.iter().enumerate() {
+    let known: BTreeSet<&str> = partners
+        .iter()
+        .filter_map(|p| p.raw.id.as_deref())
+        .collect();
+    let external = gateway.raw.oauth.iter().flat_map(|o| o.external.iter());
+    for (i, ext) in external.enumerate() {
         for (j, id) in ext.partners.iter().enumerate() {
             if !known.contains(id.as_str()) && !broken.partners.contains(id) {
                 problems.push(problem(
@@ -248,15 +265,22 @@ fn campaign_membership(
     broken: &Broken,
     problems: &mut Vec<ConfigProblem>,
 ) {
-    let by_partner: BTreeMap<&str, &LoadedPartner> =
-        partners.iter().map(|p| (p.raw.id.as_str(), p)).collect();
-    let by_campaign: BTreeMap<&str, &LoadedCampaign> =
-        campaigns.iter().map(|c| (c.raw.id.as_str(), c)).collect();
+    let by_partner: BTreeMap<&str, &LoadedPartner> = partners
+        .iter()
+        .filter_map(|p| Some((p.raw.id.as_deref()?, p)))
+        .collect();
+    let by_campaign: BTreeMap<&str, &LoadedCampaign> = campaigns
+        .iter()
+        .filter_map(|c| Some((c.raw.id.as_deref()?, c)))
+        .collect();
     let partner_ids: BTreeSet<&str> = by_partner.keys().copied().collect();
     let campaign_ids: BTreeSet<&str> = by_campaign.keys().copied().collect();
 
     for p in partners {
-        for (i, id) in p.raw.campaigns.iter().enumerate() {
+        let Some(partner_id) = p.raw.id.as_deref() else {
+            continue;
+        };
+        for (i, id) in p.raw.campaigns.iter().flatten().enumerate() {
             let at = format!("/campaigns/{i}");
             match by_campaign.get(id.as_str()) {
                 None if broken.campaigns.contains(id) => {}
@@ -274,15 +298,14 @@ fn campaign_membership(
                         )
                     }),
                 )),
-                Some(c) if !c.raw.partners.iter().any(|x| x == &p.raw.id) => {
+                Some(c) if c.lists_partner(partner_id) == Some(false) => {
                     problems.push(problem(
                         &p.file,
                         &p.doc,
                         &at,
-                        format!("campaign {id:?} does not list partner {:?}", p.raw.id),
+                        format!("campaign {id:?} does not list partner {partner_id:?}"),
                         Some(format!(
-                            "add {} to partners in {}, or remove {id} from campaigns",
-                            p.raw.id,
+                            "add {partner_id} to partners in {}, or remove {id} from campaigns",
                             c.file.display()
                         )),
                     ));
@@ -293,7 +316,10 @@ fn campaign_membership(
     }
 
     for c in campaigns {
-        for (i, id) in c.raw.partners.iter().enumerate() {
+        let Some(campaign_id) = c.raw.id.as_deref() else {
+            continue;
+        };
+        for (i, id) in c.raw.partners.iter().flatten().enumerate() {
             let at = format!("/partners/{i}");
             match by_partner.get(id.as_str()) {
                 None if broken.partners.contains(id) => {}
@@ -304,15 +330,14 @@ fn campaign_membership(
                     format!("unknown partner {id:?}"),
                     Some(partner_hint(&partner_ids)),
                 )),
-                Some(p) if !p.raw.campaigns.iter().any(|x| x == &c.raw.id) => {
+                Some(p) if p.lists_campaign(campaign_id) == Some(false) => {
                     problems.push(problem(
                         &c.file,
                         &c.doc,
                         &at,
-                        format!("partner {id:?} does not list campaign {:?}", c.raw.id),
+                        format!("partner {id:?} does not list campaign {campaign_id:?}"),
                         Some(format!(
-                            "add {} to campaigns in {}, or remove {id} from partners",
-                            c.raw.id,
+                            "add {campaign_id} to campaigns in {}, or remove {id} from partners",
                             p.file.display()
                         )),
                     ));
@@ -336,4 +361,30 @@ fn partner_hint(known: &BTreeSet<&str>) -> String {
 
 fn join(ids: &BTreeSet<&str>) -> String {
     ids.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+// === impl LoadedPartner, LoadedCampaign ===
+
+impl LoadedPartner {
+    fn id(&self) -> &str {
+        self.raw.id.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the partner lists `campaign`; `None` when its list failed the schema.
+    fn lists_campaign(&self, campaign: &str) -> Option<bool> {
+        if self.pruned.contains("campaigns") {
+            return None;
+        }
+        Some(self.raw.campaigns.iter().flatten().any(|c| c == campaign))
+    }
+}
+
+impl LoadedCampaign {
+    /// Whether the campaign lists `partner`; `None` when its list failed the schema.
+    fn lists_partner(&self, partner: &str) -> Option<bool> {
+        if self.pruned.contains("partners") {
+            return None;
+        }
+        Some(self.raw.partners.iter().flatten().any(|p| p == partner))
+    }
 }

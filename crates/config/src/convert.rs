@@ -15,7 +15,7 @@ use gateway_core::context::Fingerprint;
 use gateway_core::fields::{FieldCatalogue, FieldSpec, MaskRule, Tier};
 use gateway_core::route::Route;
 use gateway_core::scope::{Scope, ScopeSet};
-use gateway_core::time::{UnixTime, parse_rfc3339};
+use gateway_core::time::parse_rfc3339;
 use gateway_core::{CampaignId, ClientId, PartnerId};
 
 use crate::model::*;
@@ -220,10 +220,52 @@ impl FileCx<'_> {
 
 // === gateway.yaml ===
 
-/// `gateway.yaml` → [`GatewaySettings`].
-pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings {
-    let l = &raw.partner_listener;
-    let partner_listener = PartnerListener {
+/// `gateway.yaml` → [`GatewaySettings`], or `None` when a section is missing (the schema
+/// reported it). Every present section is converted, so all its problems are reported.
+pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> Option<GatewaySettings> {
+    let partner_listener = raw
+        .partner_listener
+        .as_ref()
+        .map(|l| partner_listener(l, cx));
+    let admin_listener = raw.admin_listener.as_ref().map(|a| admin_listener(a, cx));
+    if let (Some(p), Some(a)) = (&partner_listener, &admin_listener) {
+        listeners_conflict(p, a, cx);
+    }
+    let upstreams = raw.upstreams.as_ref().map(|u| upstreams(u, cx));
+    let http = http(raw.http.as_ref().unwrap_or(&RawHttp::default()), cx);
+    let oauth = raw.oauth.as_ref().map(|o| oauth(o, cx));
+    let store = raw.store.as_ref().map(|s| store(s, cx));
+    let consent = raw.consent.as_ref().map(|c| consent(c, cx));
+    let audit = raw.audit.as_ref().map(|a| audit(a, raw.store.as_ref(), cx));
+    let rate_limits = rate_limits(
+        raw.rate_limits
+            .as_ref()
+            .unwrap_or(&RawRateLimits::default()),
+        cx,
+    );
+    let telemetry = telemetry(
+        raw.telemetry.as_ref().unwrap_or(&RawTelemetry::default()),
+        cx,
+    );
+    let fields = raw.fields.as_ref().map(|f| fields(f, cx));
+    Some(GatewaySettings {
+        instance_id: raw.instance_id.clone()?,
+        partner_listener: partner_listener?,
+        admin_listener: admin_listener?,
+        upstreams: upstreams?,
+        http,
+        oauth: oauth?,
+        store: store?,
+        consent: consent?,
+        audit: audit?,
+        rate_limits,
+        telemetry,
+        fields: fields?,
+    })
+}
+
+fn partner_listener(l: &RawPartnerListener, cx: &mut FileCx<'_>) -> PartnerListener {
+    PartnerListener {
         addr: cx.socket_addr("/partner_listener/addr", &l.addr),
         server_cert: cx.existing_file("/partner_listener/server_cert", &l.server_cert),
         server_key: cx.existing_file("/partner_listener/server_key", &l.server_key),
@@ -241,22 +283,19 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
                 TlsVersion::Tls12
             }
         },
-    };
+    }
+}
 
-    let a = &raw.admin_listener;
-    let admin_listener = AdminListener {
-        addr: cx.socket_addr("/admin_listener/addr", &a.addr),
-        token_file: a
-            .token_file
-            .as_deref()
-            .map(|f| cx.existing_file("/admin_listener/token_file", f)),
-        token_env: a.token_env.clone(),
-    };
+fn admin_listener(a: &RawAdminListener, cx: &mut FileCx<'_>) -> AdminListener {
     match (&a.token_file, &a.token_env) {
         (None, None) => cx.report_key(
             "/admin_listener",
             "the admin listener has no token: set token_file or token_env".into(),
-            Some("the admin API is never served without a bearer token; `partner-gateway dev` writes data/admin.token".into()),
+            Some(
+                "the admin API is never served without a bearer token; \
+                 `partner-gateway dev` writes data/admin.token"
+                    .into(),
+            ),
         ),
         (Some(_), Some(_)) => cx.report(
             "/admin_listener/token_env",
@@ -265,20 +304,17 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
         ),
         _ => {}
     }
-    listeners_conflict(&partner_listener, &admin_listener, cx);
+    AdminListener {
+        addr: cx.socket_addr("/admin_listener/addr", &a.addr),
+        token_file: a
+            .token_file
+            .as_deref()
+            .map(|f| cx.existing_file("/admin_listener/token_file", f)),
+        token_env: a.token_env.clone(),
+    }
+}
 
-    let u = &raw.upstreams;
-    let upstreams = Upstreams {
-        tags: cx.upstream("/upstreams/tags", &u.tags),
-        products: cx.upstream("/upstreams/products", &u.products),
-        referrals: cx.upstream("/upstreams/referrals", &u.referrals),
-        connect_timeout: Duration::from_millis(u.connect_timeout_ms),
-        request_timeout: Duration::from_millis(u.request_timeout_ms),
-        pool_max_idle_per_host: cx.size(
-            "/upstreams/pool_max_idle_per_host",
-            u.pool_max_idle_per_host,
-        ),
-    };
+fn upstreams(u: &RawUpstreams, cx: &mut FileCx<'_>) -> Upstreams {
     if u.connect_timeout_ms > u.request_timeout_ms {
         cx.report(
             "/upstreams/connect_timeout_ms",
@@ -289,9 +325,31 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
             Some("the request timeout includes connecting; make it the larger one".into()),
         );
     }
+    Upstreams {
+        tags: cx.upstream("/upstreams/tags", &u.tags),
+        products: cx.upstream("/upstreams/products", &u.products),
+        referrals: cx.upstream("/upstreams/referrals", &u.referrals),
+        connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+        request_timeout: Duration::from_millis(u.request_timeout_ms),
+        pool_max_idle_per_host: cx.size(
+            "/upstreams/pool_max_idle_per_host",
+            u.pool_max_idle_per_host,
+        ),
+    }
+}
 
-    let h = &raw.http;
-    let http = HttpLimits {
+fn http(h: &RawHttp, cx: &mut FileCx<'_>) -> HttpLimits {
+    if h.max_connections_per_partner > h.max_connections {
+        cx.report(
+            "/http/max_connections_per_partner",
+            format!(
+                "max_connections_per_partner ({}) is larger than max_connections ({})",
+                h.max_connections_per_partner, h.max_connections
+            ),
+            None,
+        );
+    }
+    HttpLimits {
         max_body_bytes: cx.size("/http/max_body_bytes", h.max_body_bytes),
         max_json_depth: cx.size("/http/max_json_depth", h.max_json_depth),
         header_read_timeout: Duration::from_millis(h.header_read_timeout_ms),
@@ -316,30 +374,27 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
             h.h2_max_pending_reset_streams,
         ),
         idle_timeout: Duration::from_millis(h.idle_timeout_ms),
-    };
-    if h.max_connections_per_partner > h.max_connections {
-        cx.report(
-            "/http/max_connections_per_partner",
-            format!(
-                "max_connections_per_partner ({}) is larger than max_connections ({})",
-                h.max_connections_per_partner, h.max_connections
-            ),
-            None,
-        );
     }
+}
 
-    let oauth = oauth(&raw.oauth, cx);
-    let store = store(&raw.store, cx);
-
-    let c = &raw.consent;
-    let consent = ConsentSettings {
+fn consent(c: &RawConsent, cx: &mut FileCx<'_>) -> ConsentSettings {
+    ConsentSettings {
         ref_secret_file: cx.existing_file("/consent/ref_secret_file", &c.ref_secret_file),
         cache_ttl: Duration::from_millis(c.cache_ttl_ms),
         staleness_bound: Duration::from_millis(c.staleness_bound_ms),
-    };
+    }
+}
 
-    let au = &raw.audit;
-    let audit = AuditSettings {
+fn audit(au: &RawAudit, store: Option<&RawStore>, cx: &mut FileCx<'_>) -> AuditSettings {
+    let embedded = store.is_some_and(|s| s.backend != RawBackend::Redis);
+    if au.forward_stream.is_some() && embedded {
+        cx.report(
+            "/audit/forward_stream",
+            "forward_stream needs the redis store backend".into(),
+            Some("set store.backend to redis, or remove forward_stream".into()),
+        );
+    }
+    AuditSettings {
         dir: cx.path("/audit/dir", &au.dir),
         mode: match au.mode {
             RawAuditMode::Sync => AuditMode::Sync,
@@ -352,17 +407,11 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
         forward_stream: au.forward_stream.clone(),
         customer_hash_key_file: cx
             .existing_file("/audit/customer_hash_key_file", &au.customer_hash_key_file),
-    };
-    if au.forward_stream.is_some() && raw.store.backend != RawBackend::Redis {
-        cx.report(
-            "/audit/forward_stream",
-            "forward_stream needs the redis store backend".into(),
-            Some("set store.backend to redis, or remove forward_stream".into()),
-        );
     }
+}
 
-    let r = &raw.rate_limits;
-    let rate_limits = RateLimitSettings {
+fn rate_limits(r: &RawRateLimits, cx: &mut FileCx<'_>) -> RateLimitSettings {
+    RateLimitSettings {
         instances: u32::try_from(r.instances)
             .ok()
             .and_then(NonZeroU32::new)
@@ -381,30 +430,16 @@ pub(crate) fn gateway(raw: &RawGateway, cx: &mut FileCx<'_>) -> GatewaySettings 
         redis_timeout: Duration::from_millis(r.redis_timeout_ms),
         customer_data_outage: outage(r.outage_policy.customer_data),
         default_outage: outage(r.outage_policy.default),
-    };
+    }
+}
 
-    let t = &raw.telemetry;
+fn telemetry(t: &RawTelemetry, cx: &mut FileCx<'_>) -> TelemetrySettings {
     if let Some(endpoint) = &t.otlp_endpoint {
         cx.http_url("/telemetry/otlp_endpoint", "otlp_endpoint", endpoint, false);
     }
-    let telemetry = TelemetrySettings {
+    TelemetrySettings {
         otlp_endpoint: t.otlp_endpoint.clone(),
         service_name: t.service_name.clone(),
-    };
-
-    GatewaySettings {
-        instance_id: raw.instance_id.clone(),
-        partner_listener,
-        admin_listener,
-        upstreams,
-        http,
-        oauth,
-        store,
-        consent,
-        audit,
-        rate_limits,
-        telemetry,
-        fields: fields(&raw.fields, cx),
     }
 }
 
@@ -641,7 +676,6 @@ fn store(raw: &RawStore, cx: &mut FileCx<'_>) -> StoreSettings {
 const MASK_NAMES: &str = "mobile, name, id_number, amount_bucket, year, score_band, redact";
 
 fn fields(raw: &BTreeMap<String, RawField>, cx: &mut FileCx<'_>) -> FieldCatalogue {
-    let mut fields = BTreeMap::new();
     for (name, field) in raw {
         let at = pointer(["fields", name.as_str()]);
         match (field.tier, field.mask) {
@@ -650,7 +684,7 @@ fn fields(raw: &BTreeMap<String, RawField>, cx: &mut FileCx<'_>) -> FieldCatalog
                 format!("sensitive field {name:?} has no mask"),
                 Some(format!("add mask: one of {MASK_NAMES}")),
             ),
-            (Tier::Sensitive, Some(_)) => {}
+            (Tier::Sensitive, Some(_)) | (_, None) => {}
             (tier, Some(_)) => cx.report(
                 &format!("{at}/mask"),
                 format!(
@@ -659,21 +693,31 @@ fn fields(raw: &BTreeMap<String, RawField>, cx: &mut FileCx<'_>) -> FieldCatalog
                 ),
                 Some("remove mask, or set tier: sensitive".into()),
             ),
-            (_, None) => {}
         }
-        let mask: Option<MaskRule> = if field.tier == Tier::Sensitive {
-            field.mask
-        } else {
-            None
-        };
-        fields.insert(
-            name.clone(),
-            FieldSpec {
-                tier: field.tier,
-                mask,
-            },
-        );
     }
+    catalogue(raw)
+}
+
+/// The field catalogue as written (mask rules kept only on sensitive fields). Pure: `fields`
+/// reports the problems.
+pub(crate) fn catalogue(raw: &BTreeMap<String, RawField>) -> FieldCatalogue {
+    let fields = raw
+        .iter()
+        .map(|(name, field)| {
+            let mask: Option<MaskRule> = if field.tier == Tier::Sensitive {
+                field.mask
+            } else {
+                None
+            };
+            (
+                name.clone(),
+                FieldSpec {
+                    tier: field.tier,
+                    mask,
+                },
+            )
+        })
+        .collect();
     FieldCatalogue::new(fields)
 }
 
@@ -688,23 +732,117 @@ pub(crate) fn tier_name(tier: Tier) -> &'static str {
 
 // === partners/<id>.yaml ===
 
-/// `partners/<id>.yaml` → [`Partner`]. `stem` is the file name without `.yaml`.
-pub(crate) fn partner(raw: &RawPartner, stem: &str, cx: &mut FileCx<'_>) -> Partner {
-    let id = parse_id(&raw.id, stem, "partners", PartnerId::parse, cx);
+/// `partners/<id>.yaml` → [`Partner`], or `None` when a key is missing (the schema reported
+/// it). `stem` is the file name without `.yaml`.
+pub(crate) fn partner(raw: &RawPartner, stem: &str, cx: &mut FileCx<'_>) -> Option<Partner> {
+    let id = raw
+        .id
+        .as_deref()
+        .map(|id| parse_id(id, stem, "partners", PartnerId::parse, cx));
+    let (pins, subjects) = match &raw.certificates {
+        Some(certificates) => pins(certificates, raw.id.as_deref().unwrap_or(stem), cx),
+        None => (Vec::new(), Vec::new()),
+    };
 
+    let client_id = raw.oauth.as_ref().and_then(|o| {
+        ClientId::parse(&o.client_id)
+            .map_err(|err| cx.report("/oauth/client_id", err.to_string(), None))
+            .ok()
+    });
+    let mut scopes = ScopeSet::EMPTY;
+    for (i, name) in raw.oauth.iter().flat_map(|o| o.scopes.iter()).enumerate() {
+        match Scope::parse(name) {
+            Some(scope) => scopes.insert(scope),
+            None => cx.report(
+                &format!("/oauth/scopes/{i}"),
+                format!("unknown scope {name:?}"),
+                Some(format!("allowed scopes are {}", scope_names())),
+            ),
+        }
+    }
+
+    let rate_limits = raw.rate_limits.as_ref().map(|r| {
+        let default = limit(&r.default, "/rate_limits/default", cx);
+        let mut routes = BTreeMap::new();
+        for (name, raw_limit) in &r.routes {
+            let at = pointer(["rate_limits", "routes", name.as_str()]);
+            let value = limit(raw_limit, &at, cx);
+            match Route::from_name(name) {
+                Some(route) => {
+                    routes.insert(route, value);
+                }
+                None => cx.report_key(
+                    &at,
+                    format!("unknown route {name:?} in rate_limits.routes"),
+                    Some(format!("known routes are {}", route_names())),
+                ),
+            }
+        }
+        PartnerLimits { default, routes }
+    });
+
+    let mut campaigns = BTreeSet::new();
+    for (i, c) in raw.campaigns.iter().flatten().enumerate() {
+        match CampaignId::parse(c) {
+            Ok(id) => {
+                campaigns.insert(id);
+            }
+            Err(err) => cx.report(&format!("/campaigns/{i}"), err.to_string(), None),
+        }
+    }
+
+    let product_types = raw.products.as_ref().map(|p| {
+        let mut types = BTreeSet::new();
+        for (i, t) in p.types.iter().enumerate() {
+            if PRODUCT_TYPES.contains(&t.as_str()) {
+                types.insert(t.clone());
+            } else {
+                cx.report(
+                    &format!("/products/types/{i}"),
+                    format!("unknown product type {t:?}"),
+                    Some(format!(
+                        "allowed product types are {}",
+                        PRODUCT_TYPES.join(", ")
+                    )),
+                );
+            }
+        }
+        types
+    });
+
+    Some(Partner {
+        id: id??,
+        display_name: raw.display_name.clone()?,
+        kind: raw.kind?,
+        status: raw.status?,
+        pins,
+        subjects,
+        client_id: client_id?,
+        scopes,
+        rate_limits: rate_limits?,
+        field_ceiling: raw.field_ceiling.iter().flatten().cloned().collect(),
+        purposes: raw.purposes.iter().flatten().cloned().collect(),
+        campaigns,
+        product_types,
+    })
+}
+
+/// Certificate pins: fingerprints and subjects, each entry exactly one of the two.
+fn pins(
+    certificates: &[RawCertificate],
+    partner: &str,
+    cx: &mut FileCx<'_>,
+) -> (Vec<Fingerprint>, Vec<String>) {
     let mut pins = Vec::new();
     let mut subjects = Vec::new();
-    if raw.certificates.is_empty() {
+    if certificates.is_empty() {
         cx.report_key(
             "/certificates",
-            format!(
-                "partner {:?} has no certificate pin, so it can never connect",
-                raw.id
-            ),
+            format!("partner {partner:?} has no certificate pin, so it can never connect"),
             Some("add `- sha256: <fingerprint>` or `- subject: <RFC 4514 subject>`".into()),
         );
     }
-    for (i, cert) in raw.certificates.iter().enumerate() {
+    for (i, cert) in certificates.iter().enumerate() {
         let at = format!("/certificates/{i}");
         match (&cert.sha256, &cert.subject) {
             (Some(text), None) => match Fingerprint::parse(text.trim()) {
@@ -734,13 +872,19 @@ pub(crate) fn partner(raw: &RawPartner, stem: &str, cx: &mut FileCx<'_>) -> Part
                 Err(why) => cx.report(
                     &format!("{at}/subject"),
                     format!("certificate subject {subject:?} is not an RFC 4514 name: {why}"),
-                    Some("write it most specific RDN first, without spaces around ',' or '=', e.g. CN=demo-bank,O=Demo Bank".into()),
+                    Some(
+                        "write it most specific RDN first, without spaces around ',' or '=', \
+                         e.g. CN=demo-bank,O=Demo Bank"
+                            .into(),
+                    ),
                 ),
             },
             (Some(_), Some(_)) => cx.report(
                 &at,
                 "a certificate entry has both sha256 and subject".into(),
-                Some("give each pin its own list entry: `- sha256: ...` and `- subject: ...`".into()),
+                Some(
+                    "give each pin its own list entry: `- sha256: ...` and `- subject: ...`".into(),
+                ),
             ),
             (None, None) => cx.report(
                 &at,
@@ -749,86 +893,7 @@ pub(crate) fn partner(raw: &RawPartner, stem: &str, cx: &mut FileCx<'_>) -> Part
             ),
         }
     }
-
-    let client_id = ClientId::parse(&raw.oauth.client_id).unwrap_or_else(|err| {
-        cx.report("/oauth/client_id", err.to_string(), None);
-        // A placeholder; the problem just reported keeps this config from being returned.
-        ClientId::parse("invalid").expect("\"invalid\" is a valid client id")
-    });
-
-    let mut scopes = ScopeSet::EMPTY;
-    for (i, name) in raw.oauth.scopes.iter().enumerate() {
-        match Scope::parse(name) {
-            Some(scope) => scopes.insert(scope),
-            None => cx.report(
-                &format!("/oauth/scopes/{i}"),
-                format!("unknown scope {name:?}"),
-                Some(format!("allowed scopes are {}", scope_names())),
-            ),
-        }
-    }
-
-    let default = limit(&raw.rate_limits.default, "/rate_limits/default", cx);
-    let mut routes = BTreeMap::new();
-    for (name, raw_limit) in &raw.rate_limits.routes {
-        let at = pointer(["rate_limits", "routes", name.as_str()]);
-        let value = limit(raw_limit, &at, cx);
-        match Route::from_name(name) {
-            Some(route) => {
-                routes.insert(route, value);
-            }
-            None => cx.report_key(
-                &at,
-                format!("unknown route {name:?} in rate_limits.routes"),
-                Some(format!("known routes are {}", route_names())),
-            ),
-        }
-    }
-
-    let mut campaigns = BTreeSet::new();
-    for (i, c) in raw.campaigns.iter().enumerate() {
-        match CampaignId::parse(c) {
-            Ok(id) => {
-                campaigns.insert(id);
-            }
-            Err(err) => cx.report(&format!("/campaigns/{i}"), err.to_string(), None),
-        }
-    }
-
-    let product_types = raw.products.as_ref().map(|p| {
-        let mut types = BTreeSet::new();
-        for (i, t) in p.types.iter().enumerate() {
-            if PRODUCT_TYPES.contains(&t.as_str()) {
-                types.insert(t.clone());
-            } else {
-                cx.report(
-                    &format!("/products/types/{i}"),
-                    format!("unknown product type {t:?}"),
-                    Some(format!(
-                        "allowed product types are {}",
-                        PRODUCT_TYPES.join(", ")
-                    )),
-                );
-            }
-        }
-        types
-    });
-
-    Partner {
-        id,
-        display_name: raw.display_name.clone(),
-        kind: raw.kind,
-        status: raw.status,
-        pins,
-        subjects,
-        client_id,
-        scopes,
-        rate_limits: PartnerLimits { default, routes },
-        field_ceiling: raw.field_ceiling.iter().cloned().collect(),
-        purposes: raw.purposes.iter().cloned().collect(),
-        campaigns,
-        product_types,
-    }
+    (pins, subjects)
 }
 
 fn limit(raw: &RawLimit, at: &str, cx: &mut FileCx<'_>) -> Limit {
@@ -842,31 +907,32 @@ fn limit(raw: &RawLimit, at: &str, cx: &mut FileCx<'_>) -> Limit {
     }
 }
 
-/// Parses an id and checks it against the file name.
-fn parse_id<T: Clone>(
+/// Parses an id and checks it against the file name; `None` (reported) when invalid.
+fn parse_id<T>(
     text: &str,
     stem: &str,
     dir: &str,
     parse: fn(&str) -> Result<T, gateway_core::IdError>,
     cx: &mut FileCx<'_>,
-) -> T {
-    let parsed = parse(text);
-    if let Err(err) = &parsed {
-        cx.report("/id", err.to_string(), None);
-    } else if text != stem {
-        cx.report(
-            "/id",
-            format!("id {text:?} differs from the file name {stem:?}"),
-            Some(format!(
-                "rename the file to {dir}/{text}.yaml, or set id: {stem}"
-            )),
-        );
+) -> Option<T> {
+    match parse(text) {
+        Err(err) => {
+            cx.report("/id", err.to_string(), None);
+            None
+        }
+        Ok(id) => {
+            if text != stem {
+                cx.report(
+                    "/id",
+                    format!("id {text:?} differs from the file name {stem:?}"),
+                    Some(format!(
+                        "rename the file to {dir}/{text}.yaml, or set id: {stem}"
+                    )),
+                );
+            }
+            Some(id)
+        }
     }
-    // On error a placeholder; the problem just reported keeps this config from being returned.
-    parsed
-        .or_else(|_| parse(stem))
-        .or_else(|_| parse("invalid"))
-        .expect("\"invalid\" is a valid partner and campaign id")
 }
 
 /// A light RFC 4514 check: `type=value` RDNs separated by unescaped commas, no spaces around
@@ -930,22 +996,31 @@ fn route_names() -> String {
 
 // === campaigns/<id>.yaml ===
 
-/// `campaigns/<id>.yaml` → [`Campaign`]. `stem` is the file name without `.yaml`.
-pub(crate) fn campaign(raw: &RawCampaign, stem: &str, cx: &mut FileCx<'_>) -> Campaign {
-    let id = parse_id(&raw.id, stem, "campaigns", CampaignId::parse, cx);
-    let mut time = |key: &str, text: &str| {
+/// `campaigns/<id>.yaml` → [`Campaign`], or `None` when a key is missing (the schema reported
+/// it). `stem` is the file name without `.yaml`.
+pub(crate) fn campaign(raw: &RawCampaign, stem: &str, cx: &mut FileCx<'_>) -> Option<Campaign> {
+    let id = raw
+        .id
+        .as_deref()
+        .map(|id| parse_id(id, stem, "campaigns", CampaignId::parse, cx));
+    let mut time = |key: &str, text: Option<&String>| {
+        let text = text?;
         let parsed = parse_rfc3339(text);
         if parsed.is_none() {
             cx.report(
                 &format!("/{key}"),
                 format!("{key} {text:?} is not an RFC 3339 time"),
-                Some("write e.g. \"2027-01-01T00:00:00Z\" or \"2027-01-01T08:00:00+08:00\", in quotes".into()),
+                Some(
+                    "write e.g. \"2027-01-01T00:00:00Z\" or \"2027-01-01T08:00:00+08:00\", \
+                     in quotes"
+                        .into(),
+                ),
             );
         }
         parsed
     };
-    let starts_at = time("starts_at", &raw.starts_at);
-    let ends_at = time("ends_at", &raw.ends_at);
+    let starts_at = time("starts_at", raw.starts_at.as_ref());
+    let ends_at = time("ends_at", raw.ends_at.as_ref());
     if let (Some(start), Some(end)) = (starts_at, ends_at)
         && end <= start
     {
@@ -953,16 +1028,15 @@ pub(crate) fn campaign(raw: &RawCampaign, stem: &str, cx: &mut FileCx<'_>) -> Ca
             "/ends_at",
             format!(
                 "ends_at {:?} is not after starts_at {:?}",
-                raw.ends_at, raw.starts_at
+                raw.ends_at.as_deref().unwrap_or_default(),
+                raw.starts_at.as_deref().unwrap_or_default()
             ),
             None,
         );
     }
-    let starts_at = starts_at.unwrap_or(UnixTime(0));
-    let ends_at = ends_at.unwrap_or(UnixTime(0));
 
     let mut partners = BTreeSet::new();
-    for (i, p) in raw.partners.iter().enumerate() {
+    for (i, p) in raw.partners.iter().flatten().enumerate() {
         match PartnerId::parse(p) {
             Ok(id) => {
                 partners.insert(id);
@@ -972,7 +1046,7 @@ pub(crate) fn campaign(raw: &RawCampaign, stem: &str, cx: &mut FileCx<'_>) -> Ca
     }
 
     let mut rewards = BTreeMap::new();
-    for (name, reward) in &raw.rewards {
+    for (name, reward) in raw.rewards.iter().flatten() {
         match ReferralEventType::parse(name) {
             Some(event) => {
                 rewards.insert(
@@ -992,16 +1066,17 @@ pub(crate) fn campaign(raw: &RawCampaign, stem: &str, cx: &mut FileCx<'_>) -> Ca
         }
     }
 
-    Campaign {
-        id,
-        name: raw.name.clone(),
-        starts_at,
-        ends_at,
+    let caps = raw.caps.as_ref()?;
+    Some(Campaign {
+        id: id??,
+        name: raw.name.clone()?,
+        starts_at: starts_at?,
+        ends_at: ends_at?,
         partners,
         rewards,
-        codes_per_partner_per_day: raw.caps.codes_per_partner_per_day,
-        conversions_per_code: raw.caps.conversions_per_code,
-    }
+        codes_per_partner_per_day: caps.codes_per_partner_per_day,
+        conversions_per_code: caps.conversions_per_code,
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::check::{Broken, LoadedCampaign, LoadedGateway, LoadedPartner, cross_check};
 use crate::convert::{self, FileCx};
 use crate::model::Config;
+use crate::raw::{RawCampaign, RawGateway, RawPartner};
 use crate::report::{ConfigProblem, Location, Report};
 use crate::schema::{self, FileKind};
 use crate::yaml::{self, Document};
@@ -206,19 +207,29 @@ pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Some(doc) = parse(kind, rel, text, &mut problems) else {
-            match kind {
-                FileKind::Gateway => gateway_seen = true,
-                FileKind::Partner => {
-                    broken.partners.insert(stem);
-                }
-                FileKind::Campaign => {
-                    broken.campaigns.insert(stem);
-                }
+        if kind == FileKind::Gateway {
+            gateway_seen = true;
+        }
+        let broken_ids = |broken: &mut Broken| match kind {
+            FileKind::Gateway => {}
+            FileKind::Partner => {
+                broken.partners.insert(stem.clone());
             }
+            FileKind::Campaign => {
+                broken.campaigns.insert(stem.clone());
+            }
+        };
+        let Some(doc) = parse(rel, text, &mut problems) else {
+            broken_ids(&mut broken);
             continue;
         };
-        let before = problems.len();
+        let violations = schema::check(kind, rel, &doc);
+        let pruned = pruned_keys(&violations);
+        if !violations.is_empty() {
+            // References to this file are not reported again: its own problems say enough.
+            broken_ids(&mut broken);
+            problems.extend(violations);
+        }
         let mut cx = FileCx {
             file: rel,
             doc: &doc,
@@ -228,49 +239,52 @@ pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
         };
         match kind {
             FileKind::Gateway => {
-                gateway_seen = true;
-                let Some(raw) = typed(rel, text, cx.problems) else {
+                let Some(raw) = typed::<RawGateway>(rel, text, &doc, &pruned, cx.problems) else {
                     continue;
                 };
                 let settings = convert::gateway(&raw, &mut cx);
+                let catalogue = raw.fields.as_ref().map(convert::catalogue);
                 gateway = Some(LoadedGateway {
                     file: rel.clone(),
                     doc,
                     raw,
                     settings,
+                    catalogue,
                 });
             }
             FileKind::Partner => {
-                let Some(raw) = typed::<crate::raw::RawPartner>(rel, text, cx.problems) else {
-                    broken.partners.insert(stem);
+                let Some(raw) = typed::<RawPartner>(rel, text, &doc, &pruned, cx.problems) else {
+                    broken_ids(&mut broken);
                     continue;
                 };
                 let partner = convert::partner(&raw, &stem, &mut cx);
-                if problems.len() > before && raw.id != stem {
-                    // Whatever it was meant to be called, references to either name are not
-                    // reported again.
-                    broken.partners.insert(stem);
+                if raw.id.as_deref() != Some(stem.as_str()) {
+                    // Whatever it was meant to be called, references to the file's name are
+                    // not reported again.
+                    broken_ids(&mut broken);
                 }
                 partners.push(LoadedPartner {
                     file: rel.clone(),
                     doc,
                     raw,
+                    pruned,
                     partner,
                 });
             }
             FileKind::Campaign => {
-                let Some(raw) = typed::<crate::raw::RawCampaign>(rel, text, cx.problems) else {
-                    broken.campaigns.insert(stem);
+                let Some(raw) = typed::<RawCampaign>(rel, text, &doc, &pruned, cx.problems) else {
+                    broken_ids(&mut broken);
                     continue;
                 };
                 let campaign = convert::campaign(&raw, &stem, &mut cx);
-                if problems.len() > before && raw.id != stem {
-                    broken.campaigns.insert(stem);
+                if raw.id.as_deref() != Some(stem.as_str()) {
+                    broken_ids(&mut broken);
                 }
                 campaigns.push(LoadedCampaign {
                     file: rel.clone(),
                     doc,
                     raw,
+                    pruned,
                     campaign,
                 });
             }
@@ -292,10 +306,19 @@ pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
         &mut problems,
     );
 
-    match gateway {
-        Some(gateway) if problems.is_empty() => Ok(assemble(dir, gateway, partners, campaigns)),
-        _ => Err(Report::new(problems)),
+    if problems.is_empty()
+        && let Some(config) = assemble(dir, gateway, partners, campaigns)
+    {
+        return Ok(config);
     }
+    if problems.is_empty() {
+        // Every missing piece is reported by the schema; this only guards the invariant.
+        problems.push(ConfigProblem::file(
+            GATEWAY_FILE,
+            "the configuration is incomplete",
+        ));
+    }
+    Err(Report::new(problems))
 }
 
 /// Which kind of file a relative path is, or `None` (with a problem when the file looks like
@@ -358,13 +381,8 @@ fn classify(rel: &Path, problems: &mut Vec<ConfigProblem>) -> Option<FileKind> {
     }
 }
 
-/// YAML syntax, then the schema. `None` when either failed (problems pushed).
-fn parse(
-    kind: FileKind,
-    rel: &Path,
-    text: &str,
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<Document> {
+/// YAML syntax. `None` when it failed or the file is empty (problem pushed).
+fn parse(rel: &Path, text: &str, problems: &mut Vec<ConfigProblem>) -> Option<Document> {
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(err) => {
@@ -384,22 +402,44 @@ fn parse(
         );
         return None;
     }
-    let violations = schema::check(kind, rel, &doc);
-    if violations.is_empty() {
-        Some(doc)
-    } else {
-        problems.extend(violations);
-        None
-    }
+    Some(doc)
 }
 
-/// The raw struct, parsed by serde-saphyr. After a clean schema check this only fails if the
-/// schema and the raw structs disagree; the error still carries line and column.
+/// The top-level keys under which the schema found a violation.
+fn pruned_keys(violations: &[ConfigProblem]) -> BTreeSet<String> {
+    violations
+        .iter()
+        .filter_map(|p| p.location.pointer.as_deref())
+        .filter_map(|pointer| pointer.strip_prefix('/'))
+        .map(|rest| {
+            let token = rest.split('/').next().unwrap_or_default();
+            token.replace("~1", "/").replace("~0", "~")
+        })
+        .collect()
+}
+
+/// The raw struct. A file that passed the schema is parsed by serde-saphyr from its text (an
+/// error here means the schema and the raw structs disagree, and still carries line and
+/// column). A file that failed it is read from its JSON value without the failing top-level
+/// keys, so the rest is still converted and cross-checked; `None` if even that fails.
 fn typed<T: serde::de::DeserializeOwned>(
     rel: &Path,
     text: &str,
+    doc: &Document,
+    pruned: &BTreeSet<String>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<T> {
+    let root_failed = problems
+        .iter()
+        .any(|p| p.file == rel && p.location.pointer.as_deref() == Some(""));
+    if !pruned.is_empty() || root_failed {
+        let mut value = doc.value.clone();
+        let serde_json::Value::Object(map) = &mut value else {
+            return None;
+        };
+        map.retain(|key, _| !pruned.contains(key));
+        return serde_json::from_value(value).ok();
+    }
     match serde_saphyr::from_str_with_options::<T>(text, yaml::options()) {
         Ok(raw) => Some(raw),
         Err(err) => {
@@ -413,18 +453,20 @@ fn typed<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The [`Config`], when every part converted.
 fn assemble(
     dir: PathBuf,
-    gateway: LoadedGateway,
+    gateway: Option<LoadedGateway>,
     partners: Vec<LoadedPartner>,
     campaigns: Vec<LoadedCampaign>,
-) -> Config {
+) -> Option<Config> {
+    let gateway = gateway?.settings?;
     let mut pins = HashMap::new();
     let mut subjects = HashMap::new();
     let mut clients = HashMap::new();
     let mut by_id = BTreeMap::new();
     for loaded in partners {
-        let p = loaded.partner;
+        let p = loaded.partner?;
         for fp in &p.pins {
             pins.insert(*fp, p.id.clone());
         }
@@ -434,17 +476,18 @@ fn assemble(
         clients.insert(p.client_id.clone(), p.id.clone());
         by_id.insert(p.id.clone(), Arc::new(p));
     }
-    let campaigns = campaigns
-        .into_iter()
-        .map(|c| (c.campaign.id.clone(), Arc::new(c.campaign)))
-        .collect();
-    Config {
+    let mut by_campaign = BTreeMap::new();
+    for loaded in campaigns {
+        let c = loaded.campaign?;
+        by_campaign.insert(c.id.clone(), Arc::new(c));
+    }
+    Some(Config {
         dir,
-        gateway: gateway.settings,
+        gateway,
         partners: by_id,
-        campaigns,
+        campaigns: by_campaign,
         pins,
         subjects,
         clients,
-    }
+    })
 }

@@ -14,24 +14,25 @@ use serde::{Deserialize, Serialize};
 // === gateway.yaml ===
 
 /// `gateway.yaml`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Every top-level section is optional here: the schema enforces presence, and a section
+/// that failed the schema is left out (pruned) so the others are still converted and
+/// cross-checked.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub(crate) struct RawGateway {
-    pub(crate) instance_id: String,
-    pub(crate) partner_listener: RawPartnerListener,
-    pub(crate) admin_listener: RawAdminListener,
-    pub(crate) upstreams: RawUpstreams,
-    #[serde(default)]
-    pub(crate) http: RawHttp,
-    pub(crate) oauth: RawOAuth,
-    pub(crate) store: RawStore,
-    pub(crate) consent: RawConsent,
-    pub(crate) audit: RawAudit,
-    #[serde(default)]
-    pub(crate) rate_limits: RawRateLimits,
-    #[serde(default)]
-    pub(crate) telemetry: RawTelemetry,
-    pub(crate) fields: BTreeMap<String, RawField>,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) partner_listener: Option<RawPartnerListener>,
+    pub(crate) admin_listener: Option<RawAdminListener>,
+    pub(crate) upstreams: Option<RawUpstreams>,
+    pub(crate) http: Option<RawHttp>,
+    pub(crate) oauth: Option<RawOAuth>,
+    pub(crate) store: Option<RawStore>,
+    pub(crate) consent: Option<RawConsent>,
+    pub(crate) audit: Option<RawAudit>,
+    pub(crate) rate_limits: Option<RawRateLimits>,
+    pub(crate) telemetry: Option<RawTelemetry>,
+    pub(crate) fields: Option<BTreeMap<String, RawField>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -349,24 +350,21 @@ fn default_checkpoint_interval_secs() -> u64 {
 
 // === partners/<id>.yaml ===
 
-/// `partners/<id>.yaml`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// `partners/<id>.yaml`. Top-level keys are optional for the same reason as in
+/// [`RawGateway`].
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub(crate) struct RawPartner {
-    pub(crate) id: String,
-    pub(crate) display_name: String,
-    pub(crate) kind: PartnerKind,
-    pub(crate) status: PartnerStatus,
-    pub(crate) certificates: Vec<RawCertificate>,
-    pub(crate) oauth: RawPartnerOAuth,
-    pub(crate) rate_limits: RawPartnerLimits,
-    #[serde(default)]
-    pub(crate) field_ceiling: Vec<String>,
-    #[serde(default)]
-    pub(crate) purposes: Vec<String>,
-    #[serde(default)]
-    pub(crate) campaigns: Vec<String>,
-    #[serde(default)]
+    pub(crate) id: Option<String>,
+    pub(crate) display_name: Option<String>,
+    pub(crate) kind: Option<PartnerKind>,
+    pub(crate) status: Option<PartnerStatus>,
+    pub(crate) certificates: Option<Vec<RawCertificate>>,
+    pub(crate) oauth: Option<RawPartnerOAuth>,
+    pub(crate) rate_limits: Option<RawPartnerLimits>,
+    pub(crate) field_ceiling: Option<Vec<String>>,
+    pub(crate) purposes: Option<Vec<String>>,
+    pub(crate) campaigns: Option<Vec<String>>,
     pub(crate) products: Option<RawProducts>,
 }
 
@@ -410,18 +408,18 @@ pub(crate) struct RawProducts {
 
 // === campaigns/<id>.yaml ===
 
-/// `campaigns/<id>.yaml`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// `campaigns/<id>.yaml`. Top-level keys are optional for the same reason as in
+/// [`RawGateway`].
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub(crate) struct RawCampaign {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) starts_at: String,
-    pub(crate) ends_at: String,
-    pub(crate) partners: Vec<String>,
-    #[serde(default)]
-    pub(crate) rewards: BTreeMap<String, RawReward>,
-    pub(crate) caps: RawCaps,
+    pub(crate) id: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) starts_at: Option<String>,
+    pub(crate) ends_at: Option<String>,
+    pub(crate) partners: Option<Vec<String>>,
+    pub(crate) rewards: Option<BTreeMap<String, RawReward>>,
+    pub(crate) caps: Option<RawCaps>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

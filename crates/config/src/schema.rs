@@ -62,12 +62,14 @@ pub(crate) fn check(kind: FileKind, file: &std::path::Path, doc: &Document) -> V
     let mut problems = Vec::new();
     for error in compiled.validator.iter_errors(&doc.value) {
         let pointer = error.instance_path().as_str().to_owned();
-        let shown = if pointer.is_empty() {
-            "/"
+        // Problems inside the document say where; at the top level that goes without saying.
+        let prefix = if pointer.is_empty() {
+            String::new()
         } else {
-            pointer.as_str()
+            format!("{pointer}: ")
         };
-        let schema_path = error.schema_path().as_str();
+        // The evaluation path goes through `$ref`s, so a field's own description is found.
+        let schema_path = error.evaluation_path().as_str();
         let description = description_at(&compiled.schema, schema_path);
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -77,7 +79,7 @@ pub(crate) fn check(kind: FileKind, file: &std::path::Path, doc: &Document) -> V
                     key_pointer.push('/');
                     yaml::push_escaped(&mut key_pointer, key);
                     let mut problem =
-                        ConfigProblem::file(file, format!("{shown}: unknown key {key:?}")).at(
+                        ConfigProblem::file(file, format!("{prefix}unknown key {key:?}")).at(
                             Location {
                                 line_col: doc.key_position(&key_pointer),
                                 pointer: Some(key_pointer),
@@ -93,19 +95,19 @@ pub(crate) fn check(kind: FileKind, file: &std::path::Path, doc: &Document) -> V
             kind => {
                 let message = match kind {
                     ValidationErrorKind::Required { property } => {
-                        format!("{shown}: missing required key {}", short(property))
+                        format!("{prefix}missing required key {}", short(property))
                     }
                     ValidationErrorKind::Type { kind } => format!(
-                        "{shown}: expected {}, found {}",
+                        "{prefix}expected {}, found {}",
                         type_names(kind),
                         describe(error.instance())
                     ),
                     ValidationErrorKind::Enum { options } => format!(
-                        "{shown}: {} is not one of {}",
+                        "{prefix}{} is not one of {}",
                         short(error.instance()),
                         list(options)
                     ),
-                    _ => format!("{shown}: {}", truncate(&error.to_string(), 200)),
+                    _ => format!("{prefix}{}", truncate(&error.to_string(), 200)),
                 };
                 let line_col = match kind {
                     // A missing key is reported where its mapping starts.

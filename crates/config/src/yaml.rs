@@ -50,10 +50,15 @@ pub(crate) fn syntax_error(error: &serde_saphyr::Error) -> SyntaxError {
     let at = error
         .location()
         .and_then(|loc| LineCol::new(loc.line(), loc.column()));
-    SyntaxError {
-        at,
-        message: one_line(&error.to_string()),
+    let mut message = one_line(&error.to_string());
+    // The report shows the position itself.
+    if let Some(loc) = error.location() {
+        let suffix = format!(" at line {}, column {}", loc.line(), loc.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_owned();
+        }
     }
+    SyntaxError { at, message }
 }
 
 impl Document {
