@@ -32,7 +32,8 @@
 //! POST bodies are JSON of at most 16 KiB: a non-JSON `Content-Type` is 415, a larger body
 //! 413, bad syntax 400 `malformed_json`, a missing or mistyped field 400 `invalid_request`, a
 //! malformed id 400 `invalid_field` (naming the field). A wrong method is 405 with `Allow`;
-//! any other path 404. Referral state lives in memory, per running sandbox.
+//! any other path 404. Query strings are ignored (filtering and paging are the gateway's
+//! job). Referral state lives in memory, per running sandbox.
 //!
 //! *Service requests* — everything outside `/sandbox/` — are counted, have their headers
 //! kept, wait out the stall and answer the fail status when those [`Controls`] are set.
