@@ -941,6 +941,9 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), &'static str> {
     if subject.trim().is_empty() {
         return Err("it is empty");
     }
+    if subject.chars().any(char::is_control) {
+        return Err("it has control characters");
+    }
     let mut rdns = Vec::new();
     let mut current = String::new();
     let mut escaped = false;
@@ -1102,6 +1105,7 @@ mod tests {
             "=a",
             "C N=a",
             "1x=a",
+            "CN=a\nb",
         ] {
             assert!(check_subject(bad).is_err(), "{bad}");
         }

@@ -435,3 +435,78 @@ pub(crate) struct RawCaps {
     pub(crate) codes_per_partner_per_day: u32,
     pub(crate) conversions_per_code: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every `default` the schema documents under `properties`, by JSON pointer.
+    fn documented_defaults(schema: &Value, node: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+        let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, site) in properties {
+            let target = match site.get("$ref").and_then(Value::as_str) {
+                Some(r) => schema.pointer(r.trim_start_matches('#')).unwrap(),
+                None => site,
+            };
+            let pointer = format!("{at}/{key}");
+            if let Some(default) = site.get("default").or_else(|| target.get("default")) {
+                out.push((pointer.clone(), default.clone()));
+            }
+            documented_defaults(schema, target, &pointer, out);
+        }
+    }
+
+    #[test]
+    fn gateway_schema_defaults_are_the_raw_defaults() {
+        let minimal = "instance_id: gw\n\
+            partner_listener: { addr: 0.0.0.0:8443, server_cert: c, server_key: k, client_ca: ca }\n\
+            admin_listener: { addr: 127.0.0.1:9090, token_env: T }\n\
+            upstreams: { tags: http://a:1, products: http://a:1, referrals: http://a:1 }\n\
+            oauth: { issuer: https://x, audience: y, signing_keys: [], external: [] }\n\
+            store: { backend: embedded, path: s }\n\
+            consent: { ref_secret_file: r }\n\
+            audit: { dir: d, checkpoint_key: c, customer_hash_key_file: h }\n\
+            fields: {}\n";
+        let raw: RawGateway = serde_saphyr::from_str(minimal).unwrap();
+        let mut value = serde_json::to_value(&raw).unwrap();
+        // Whole sections that default when absent.
+        value["http"] = serde_json::to_value(RawHttp::default()).unwrap();
+        value["rate_limits"] = serde_json::to_value(RawRateLimits::default()).unwrap();
+        value["telemetry"] = serde_json::to_value(RawTelemetry::default()).unwrap();
+
+        let schema: Value = serde_json::from_str(crate::schema::GATEWAY_SCHEMA).unwrap();
+        let mut defaults = Vec::new();
+        documented_defaults(&schema, &schema, "", &mut defaults);
+        assert!(defaults.len() > 30, "{defaults:?}");
+        for (pointer, default) in defaults {
+            let expected = match pointer.as_str() {
+                // Redis-only settings default in the conversion.
+                "/store/cluster" => Value::from(false),
+                "/store/timeout_ms" => Value::from(DEFAULT_REDIS_TIMEOUT_MS),
+                "/store/key_prefix" => Value::from(DEFAULT_REDIS_KEY_PREFIX),
+                // Defaults inside list items (external issuers) are checked below.
+                p if p.starts_with("/oauth/external") => continue,
+                p => value.pointer(p).cloned().unwrap_or(Value::Null),
+            };
+            assert_eq!(expected, default, "schema default of {pointer}");
+        }
+
+        let jwks: RawJwks = serde_saphyr::from_str("url: https://x\n").unwrap();
+        let intro: RawIntrospection =
+            serde_saphyr::from_str("url: https://x\nclient_id: c\n").unwrap();
+        let external =
+            &schema["properties"]["oauth"]["properties"]["external"]["items"]["properties"];
+        assert_eq!(
+            external["jwks"]["properties"]["refresh_secs"]["default"],
+            jwks.refresh_secs
+        );
+        assert_eq!(
+            external["introspection"]["properties"]["cache_ttl_secs"]["default"],
+            intro.cache_ttl_secs
+        );
+    }
+}

@@ -94,20 +94,38 @@ impl ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     /// `file:line:col: message (hint: ...)`; without a line, `file: message`, and with only a
-    /// pointer, `file: at /pointer: message`.
+    /// pointer, `file: at /pointer: message`. Always one line: control characters from the
+    /// files (a newline inside an id, say) are escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write_one_line(f, &self.file.display().to_string())?;
         match (&self.location.line_col, &self.location.pointer) {
             (Some(at), _) => write!(f, ":{at}: ")?,
-            (None, Some(pointer)) => write!(f, ": at {}: ", display_pointer(pointer))?,
+            (None, Some(pointer)) => {
+                f.write_str(": at ")?;
+                write_one_line(f, display_pointer(pointer))?;
+                f.write_str(": ")?;
+            }
             (None, None) => f.write_str(": ")?,
         }
-        f.write_str(&self.message)?;
+        write_one_line(f, &self.message)?;
         if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
+            f.write_str(" (hint: ")?;
+            write_one_line(f, hint)?;
+            f.write_str(")")?;
         }
         Ok(())
     }
+}
+
+fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            write!(f, "{c}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Every problem found in a configuration, sorted by file, then location. Never empty when
@@ -210,5 +228,15 @@ mod tests {
              partners/demo-bank.yaml:12:5: unknown scope \"tags:write\" (hint: allowed scopes are tags:read)"
         );
         assert_eq!(report.for_file("partners/demo-bank.yaml").count(), 3);
+    }
+
+    #[test]
+    fn display_escapes_control_characters() {
+        let problem = ConfigProblem::file("partners/a\nb.yaml", "id \"x\ny\" is bad")
+            .with_hint("rename x\ny");
+        assert_eq!(
+            problem.to_string(),
+            "partners/a\\nb.yaml: id \"x\\ny\" is bad (hint: rename x\\ny)"
+        );
     }
 }

@@ -881,3 +881,63 @@ fn many_mistakes_are_all_reported_at_once_sorted_by_file_and_line() {
     // Display: one problem per line, in the same order.
     assert_eq!(report.to_string().lines().count(), lines.len());
 }
+
+// === operator traps ===
+
+#[test]
+fn admin_and_partner_listeners_on_the_same_port() {
+    let mut s = sample();
+    edit(
+        &mut s,
+        "gateway.yaml",
+        "addr: 127.0.0.1:9090",
+        "addr: 127.0.0.1:8443",
+    );
+    let p = only_problem(&s);
+    assert_problem(
+        &p,
+        "gateway.yaml",
+        Some((15, 9)),
+        Some("/admin_listener/addr"),
+        "admin listener 127.0.0.1:8443 and partner listener 0.0.0.0:8443 use the same port",
+    );
+}
+
+#[test]
+fn several_redis_urls_without_cluster() {
+    let mut s = sample();
+    edit(
+        &mut s,
+        "gateway.yaml",
+        "  backend: embedded\n  path: ../data/state.redb\n",
+        "  backend: redis\n  urls: [redis://10.0.0.1:6379/, redis://10.0.0.2:6379/]\n",
+    );
+    let p = only_problem(&s);
+    assert_problem(
+        &p,
+        "gateway.yaml",
+        Some((53, 3)),
+        Some("/store/urls"),
+        "2 Redis URLs given but cluster is false",
+    );
+}
+
+#[test]
+fn external_issuer_naming_an_unknown_partner() {
+    let mut s = sample();
+    edit(
+        &mut s,
+        "gateway.yaml",
+        "\nstore:\n",
+        "  external:\n    - issuer: https://as.example\n      audience: partner-gateway\n      \
+         partners: [demo-bank, demo-bnak]\n      jwks: { url: https://as.example/jwks.json }\n\nstore:\n",
+    );
+    let p = only_problem(&s);
+    assert_problem(
+        &p,
+        "gateway.yaml",
+        Some((53, 29)),
+        Some("/oauth/external/0/partners/1"),
+        "unknown partner \"demo-bnak\"",
+    );
+}
