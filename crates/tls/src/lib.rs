@@ -15,7 +15,7 @@
 //! - [`handshake_failure_reason`]: a bounded set of metric labels for failed handshakes.
 //! - [`devpki`]: the generator of `certs/dev/` (CA, server certificate, one client certificate
 //!   per sample partner) and the certificate factory tests use.
-//! - With the `test-util` feature, [`testing`]: rustls clients and a raw `ClientHello` builder.
+//! - With the `test-util` feature, `testing`: rustls clients and a raw `ClientHello` builder.
 //!
 //! # What it does not own
 //!
