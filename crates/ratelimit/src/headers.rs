@@ -108,17 +108,14 @@ pub fn problem(decision: &Decision) -> Problem {
     let (kind, detail) = match decision.tier {
         Tier::FailClosed => (
             ProblemType::StoreUnavailable,
-            format!(
-                "Rate limits cannot be checked right now; retry after {} seconds.",
-                decision.retry_after_secs()
-            ),
+            "Rate limits cannot be checked right now; retry when Retry-After has passed."
+                .to_owned(),
         ),
         _ => (
             ProblemType::RateLimited,
             format!(
-                "Rate limit of policy \"{}\" exceeded; retry after {} seconds.",
-                decision.policy,
-                decision.retry_after_secs()
+                "Rate limit of policy \"{}\" exceeded; retry when Retry-After has passed.",
+                decision.policy
             ),
         ),
     };

@@ -324,3 +324,87 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    #[test]
+    fn the_local_tier_is_exact_under_concurrent_hammering() {
+        // 8 threads hammer one key after every step of the fake clock: each step's credit is
+        // taken (far more attempts than credit), so the total is exactly burst + rate * t
+        // (less one where the rounded-up emission interval has not quite elapsed).
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::local_with_clock(LimiterSettings::default(), clock.clone());
+        let (p, other) = (
+            PartnerId::parse("bank-a").unwrap(),
+            PartnerId::parse("bank-b").unwrap(),
+        );
+        let limit = Limit::new(nz(30), nz(10));
+        let mut admitted = 0u64;
+        for step in 0..50u64 {
+            admitted += std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            (0..20)
+                                .filter(|_| {
+                                    limiter
+                                        .check_local(&p, Route::Products, limit)
+                                        .unwrap()
+                                        .is_allowed()
+                                })
+                                .count() as u64
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).sum::<u64>()
+            });
+            let exact = 10 + step * 45 * 30 / 1000;
+            assert!(
+                admitted == exact || admitted + 1 == exact,
+                "step {step}: {admitted} vs {exact}"
+            );
+            clock.advance(Duration::from_millis(45));
+        }
+        // Another partner was never touched by all that.
+        let first = limiter.check_local(&other, Route::Products, limit).unwrap();
+        assert_eq!(first.remaining, Some(9));
+        let m = limiter.metrics().snapshot();
+        assert_eq!(m.decisions(Tier::Local, Outcome::Allow), admitted + 1);
+        assert_eq!(m.decisions(Tier::Local, Outcome::Deny), 50 * 160 - admitted);
+    }
+
+    #[tokio::test]
+    async fn a_local_limiter_answers_every_policy_locally_and_at_once() {
+        let limiter =
+            Limiter::local_with_clock(LimiterSettings::default(), FakeRelativeClock::default());
+        let p = PartnerId::parse("bank-a").unwrap();
+        let limit = Limit::new(nz(1), nz(1));
+        for outage in [
+            OutagePolicy::FailOpen,
+            OutagePolicy::FailClosed,
+            OutagePolicy::Local,
+        ] {
+            let d = limiter
+                .check(&p, Route::Consent, limit, outage)
+                .into_ready()
+                .unwrap();
+            assert_eq!(d.tier, Tier::Local, "{outage:?}");
+        }
+        assert_eq!(
+            limiter.metrics().breaker_state(),
+            crate::BreakerState::Closed
+        );
+        assert!(limiter.check_local(&p, Route::Consent, limit).is_some());
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -16,8 +16,8 @@ use crate::{Limit, Outcome};
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
 
-/// A quota's identity: the partner and the route.
-type Key = (PartnerId, Route);
+/// One partner's limiters, indexed by route (`Route as usize`, the order of `Route::ALL`).
+type Routes<C> = [Option<Slot<C>>; Route::ALL.len()];
 
 /// What the local tier decided, before it becomes a [`Decision`](crate::Decision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +30,19 @@ pub(crate) struct Counted {
 
 /// In-process GCRA limiters, created on first use of a key.
 ///
-/// Each key has its own limiter with its own quota, so keys never disturb each other. A key whose
-/// limit changed gets a new limiter (it starts full: see the crate docs, "Limit changes"). The
-/// map only grows with the configured (partner, route) pairs that see traffic.
+/// Each (partner, route) key has its own limiter with its own quota, so keys never disturb each
+/// other. A key whose limit changed gets a new limiter (it starts full: see the crate docs,
+/// "Limit changes"). The map only grows with the partners that send traffic.
 pub(crate) struct LocalTier<C: Clock> {
     /// The time source of every limiter (a `FakeRelativeClock` in tests).
     clock: C,
     /// `1` for a single-node deployment; the instance count for the cluster fallback, which
     /// gives this instance its share of each limit.
     divisor: NonZeroU32,
-    /// Readers (every decision) take the read lock; only the first use of a key or a limit
-    /// change takes the write lock.
-    slots: RwLock<HashMap<Key, Arc<Slot<C>>>>,
+    /// Every decision runs under the read lock (governor's limiters are lock-free, so readers
+    /// never wait for each other); only the first use of a key or a limit change takes the
+    /// write lock. Looked up by `&str`, so a decision clones nothing.
+    partners: RwLock<HashMap<PartnerId, Box<Routes<C>>>>,
 }
 
 struct Slot<C: Clock> {
@@ -62,13 +63,40 @@ where
         LocalTier {
             clock,
             divisor,
-            slots: RwLock::new(HashMap::new()),
+            partners: RwLock::new(HashMap::new()),
         }
     }
 
     /// Spends one request of the key's quota, or says when the next one is possible.
     pub(crate) fn check(&self, partner: &PartnerId, route: Route, limit: Limit) -> Counted {
-        let slot = self.slot(partner, route, limit);
+        let index = route as usize;
+        {
+            // A poisoned lock only means another thread panicked between two map operations;
+            // the map itself is always consistent, so keep using it.
+            let partners = self.partners.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = partners
+                .get(partner.as_str())
+                .and_then(|routes| routes[index].as_ref())
+                && slot.limit == limit
+            {
+                return self.spend(slot);
+            }
+        }
+        let mut partners = self
+            .partners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let routes = partners
+            .entry(partner.clone())
+            .or_insert_with(|| Box::new(std::array::from_fn(|_| None)));
+        // Another thread may have created it between the two locks.
+        match &mut routes[index] {
+            Some(slot) if slot.limit == limit => self.spend(slot),
+            entry => self.spend(entry.insert(self.new_slot(limit))),
+        }
+    }
+
+    fn spend(&self, slot: &Slot<C>) -> Counted {
         match slot.limiter.check() {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -97,30 +125,6 @@ where
         }
     }
 
-    fn slot(&self, partner: &PartnerId, route: Route, limit: Limit) -> Arc<Slot<C>> {
-        let key = (partner.clone(), route);
-        {
-            // A poisoned lock only means another thread panicked between two map operations;
-            // the map itself is always consistent, so keep using it.
-            let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(slot) = slots.get(&key)
-                && slot.limit == limit
-            {
-                return Arc::clone(slot);
-            }
-        }
-        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        // Another thread may have created it between the two locks.
-        if let Some(slot) = slots.get(&key)
-            && slot.limit == limit
-        {
-            return Arc::clone(slot);
-        }
-        let slot = Arc::new(self.new_slot(limit));
-        slots.insert(key, Arc::clone(&slot));
-        slot
-    }
-
     fn new_slot(&self, limit: Limit) -> Slot<C> {
         let (emission, burst) = limit.share(self.divisor);
         // `emission` is at least one nanosecond (a rate is at most u32::MAX per second), so
@@ -138,13 +142,14 @@ where
         }
     }
 
-    /// Number of keys with a limiter (for tests and the admin view).
+    /// Number of keys with a limiter.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        let partners = self.partners.read().unwrap_or_else(PoisonError::into_inner);
+        partners
+            .values()
+            .map(|routes| routes.iter().flatten().count())
+            .sum()
     }
 }
 
@@ -240,6 +245,13 @@ mod tests {
                 "{admitted} vs {exact}"
             );
             clock.advance(Duration::from_millis(37));
+        }
+    }
+
+    #[test]
+    fn routes_index_their_slot_array_in_declaration_order() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            assert_eq!(route as usize, i, "{route:?}");
         }
     }
 
