@@ -4,5 +4,6 @@
 mod common;
 mod external;
 mod layer;
+mod store;
 mod token_endpoint;
 mod verify;
