@@ -53,7 +53,11 @@ type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, Ht
 
 /// The HTTP client external checks use: any async function from `http::Request<Vec<u8>>` to
 /// `http::Response<Vec<u8>>`. The integrator wraps the gateway's hyper client (with its client
-/// certificate and timeouts); tests wrap a plain hyper client.
+/// certificate for mTLS to the issuer); tests wrap a plain hyper client.
+///
+/// The function must bound what it does: a timeout for the whole exchange and a limit on the
+/// response body (a JWKS or introspection answer is a few KiB). This crate reads whatever
+/// `Vec<u8>` it is handed.
 #[derive(Clone)]
 pub struct HttpClient(Arc<dyn Fn(http::Request<Vec<u8>>) -> HttpFuture + Send + Sync>);
 

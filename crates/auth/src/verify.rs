@@ -700,3 +700,100 @@ impl Revocations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_error_maps_to_a_problem() {
+        let partner = PartnerId::parse("demo-bank").unwrap();
+        let cases = [
+            (TokenError::Missing, ProblemType::InvalidToken),
+            (
+                TokenError::Malformed { reason: "x" },
+                ProblemType::InvalidToken,
+            ),
+            (
+                TokenError::TooLarge { len: 5000 },
+                ProblemType::InvalidToken,
+            ),
+            (
+                TokenError::UnknownKey { kid: "k".into() },
+                ProblemType::InvalidToken,
+            ),
+            (TokenError::BadSignature, ProblemType::InvalidToken),
+            (
+                TokenError::AlgorithmNotAllowed { alg: "none".into() },
+                ProblemType::InvalidToken,
+            ),
+            (
+                TokenError::Expired { exp: UnixTime(1) },
+                ProblemType::InvalidToken,
+            ),
+            (
+                TokenError::NotYetValid { nbf: UnixTime(1) },
+                ProblemType::InvalidToken,
+            ),
+            (
+                TokenError::WrongIssuer { iss: "i".into() },
+                ProblemType::InvalidToken,
+            ),
+            (TokenError::WrongAudience, ProblemType::InvalidToken),
+            (
+                TokenError::CertificateMismatch,
+                ProblemType::TokenCertificateMismatch,
+            ),
+            (
+                TokenError::PartnerMismatch {
+                    token: "a".into(),
+                    connection: partner,
+                },
+                ProblemType::TokenCertificateMismatch,
+            ),
+            (
+                TokenError::UnknownClient {
+                    client_id: "c".into(),
+                },
+                ProblemType::InvalidToken,
+            ),
+            (TokenError::Revoked, ProblemType::InvalidToken),
+            (TokenError::Inactive, ProblemType::InvalidToken),
+            (
+                TokenError::StoreUnavailable { reason: "r".into() },
+                ProblemType::StoreUnavailable,
+            ),
+            (
+                TokenError::IssuerUnavailable {
+                    issuer: "i".into(),
+                    reason: "r".into(),
+                },
+                ProblemType::UpstreamUnavailable,
+            ),
+        ];
+        for (error, problem) in cases {
+            assert_eq!(error.problem_type(), problem, "{error:?}");
+            assert!(!error.to_string().is_empty());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_a_token_never_panics(token in "\\PC{0,300}") {
+            let _ = jwt::split(&token);
+            let _ = jwt::payload::<OwnClaims>(&token);
+        }
+
+        #[test]
+        fn parsing_jws_shaped_garbage_never_panics(
+            header in "[A-Za-z0-9_-]{0,80}",
+            payload in "[A-Za-z0-9_-]{0,80}",
+            signature in "[A-Za-z0-9_-]{0,90}",
+        ) {
+            let token = format!("{header}.{payload}.{signature}");
+            if let Ok(compact) = jwt::split(&token) {
+                let _ = jwt::payload::<OwnClaims>(compact.payload);
+            }
+        }
+    }
+}
