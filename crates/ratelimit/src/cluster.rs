@@ -207,6 +207,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redis_cluster_connections_fit_the_cluster_tier() {
+        fn fits<T: ConnectionLike + Clone + Send + Sync + 'static>() {}
+        fits::<redis::cluster_async::ClusterConnection>();
+        fits::<ConnectionManager>();
+        fits::<redis::aio::MultiplexedConnection>();
+    }
+
+    #[test]
     fn keys_carry_a_hash_tag_per_partner() {
         let p = PartnerId::parse("demo-bank").unwrap();
         assert_eq!(
