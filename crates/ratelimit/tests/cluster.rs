@@ -352,7 +352,7 @@ async fn a_slow_redis_costs_one_timeout_then_is_not_called_until_it_answers() {
     let stall = tokio::spawn(async move {
         let _: () = redis::cmd("DEBUG")
             .arg("SLEEP")
-            .arg("0.4")
+            .arg("1")
             .query_async(&mut admin)
             .await
             .unwrap();
