@@ -57,7 +57,10 @@ mod yaml;
 pub use convert::PRODUCT_TYPES;
 pub use diff::{RESTART_REQUIRED, diff, needs_restart};
 pub use env::{AdminTokenError, Env, MIN_ADMIN_TOKEN_LEN, MapEnv, SystemEnv, admin_token};
-pub use load::{CAMPAIGNS_DIR, GATEWAY_FILE, PARTNERS_DIR, Sources, load, load_sources};
+pub use load::{
+    CAMPAIGNS_DIR, GATEWAY_FILE, PARTNERS_DIR, Sources, load, load_sources, parse_campaign,
+    parse_gateway, parse_partner,
+};
 pub use model::*;
 pub use report::{ConfigProblem, LineCol, Location, Report};
 pub use schema::{CAMPAIGN_SCHEMA, GATEWAY_SCHEMA, PARTNER_SCHEMA};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::check::{Broken, LoadedCampaign, LoadedGateway, LoadedPartner, cross_check};
 use crate::convert::{self, FileCx};
-use crate::model::Config;
+use crate::model::{Campaign, Config, GatewaySettings, Partner};
 use crate::raw::{RawCampaign, RawGateway, RawPartner};
 use crate::report::{ConfigProblem, Location, Report};
 use crate::schema::{self, FileKind};
@@ -190,7 +190,7 @@ pub fn load(dir: &Path) -> Result<Config, Report> {
 /// directory: relative paths in the files are resolved against it, and referenced files must
 /// exist there (or be declared with [`Sources::with_existing_file`]).
 pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = absolute(dir);
     let existing: BTreeSet<PathBuf> = sources.existing.iter().map(|p| dir.join(p)).collect();
     let mut problems = sources.problems.clone();
     let mut broken = Broken::default();
@@ -203,98 +203,41 @@ pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
         let Some(kind) = classify(rel, &mut problems) else {
             continue;
         };
-        let stem = rel
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if kind == FileKind::Gateway {
-            gateway_seen = true;
-        }
-        let broken_ids = |broken: &mut Broken| match kind {
-            FileKind::Gateway => {}
-            FileKind::Partner => {
-                broken.partners.insert(stem.clone());
-            }
-            FileKind::Campaign => {
-                broken.campaigns.insert(stem.clone());
-            }
-        };
-        let Some(doc) = parse(rel, text, &mut problems) else {
-            broken_ids(&mut broken);
-            continue;
-        };
-        let violations = schema::check(kind, rel, &doc);
-        let pruned = pruned_keys(&violations);
-        if !violations.is_empty() {
+        let stem = stem(rel);
+        let outcome = load_file(kind, rel, text, &dir, &existing, &mut problems);
+        if outcome.broken {
             // References to this file are not reported again: its own problems say enough.
-            broken_ids(&mut broken);
-            problems.extend(violations);
+            match kind {
+                FileKind::Gateway => {}
+                FileKind::Partner => {
+                    broken.partners.insert(stem);
+                }
+                FileKind::Campaign => {
+                    broken.campaigns.insert(stem);
+                }
+            }
         }
-        let mut cx = FileCx {
-            file: rel,
-            doc: &doc,
-            dir: &dir,
-            existing: &existing,
-            problems: &mut problems,
-        };
-        match kind {
-            FileKind::Gateway => {
-                let Some(raw) = typed::<RawGateway>(rel, text, &doc, &pruned, cx.problems) else {
-                    continue;
-                };
-                let settings = convert::gateway(&raw, &mut cx);
-                let catalogue = raw.fields.as_ref().map(convert::catalogue);
-                gateway = Some(LoadedGateway {
-                    file: rel.clone(),
-                    doc,
-                    raw,
-                    settings,
-                    catalogue,
-                });
-            }
-            FileKind::Partner => {
-                let Some(raw) = typed::<RawPartner>(rel, text, &doc, &pruned, cx.problems) else {
-                    broken_ids(&mut broken);
-                    continue;
-                };
-                let partner = convert::partner(&raw, &stem, &mut cx);
-                if raw.id.as_deref() != Some(stem.as_str()) {
-                    // Whatever it was meant to be called, references to the file's name are
-                    // not reported again.
-                    broken_ids(&mut broken);
+        match outcome.loaded {
+            _ if kind == FileKind::Gateway => {
+                gateway_seen = true;
+                if let Some(Loaded::Gateway(g)) = outcome.loaded {
+                    gateway = Some(g);
                 }
-                partners.push(LoadedPartner {
-                    file: rel.clone(),
-                    doc,
-                    raw,
-                    pruned,
-                    partner,
-                });
             }
-            FileKind::Campaign => {
-                let Some(raw) = typed::<RawCampaign>(rel, text, &doc, &pruned, cx.problems) else {
-                    broken_ids(&mut broken);
-                    continue;
-                };
-                let campaign = convert::campaign(&raw, &stem, &mut cx);
-                if raw.id.as_deref() != Some(stem.as_str()) {
-                    broken_ids(&mut broken);
-                }
-                campaigns.push(LoadedCampaign {
-                    file: rel.clone(),
-                    doc,
-                    raw,
-                    pruned,
-                    campaign,
-                });
-            }
+            Some(Loaded::Partner(p)) => partners.push(p),
+            Some(Loaded::Campaign(c)) => campaigns.push(c),
+            _ => {}
         }
     }
 
     if !gateway_seen {
         problems.push(
-            ConfigProblem::file(GATEWAY_FILE, format!("{GATEWAY_FILE} is missing"))
-                .with_hint(format!("every configuration directory has a {GATEWAY_FILE}; copy the sample from partner-config/")),
+            ConfigProblem::file(GATEWAY_FILE, format!("{GATEWAY_FILE} is missing")).with_hint(
+                format!(
+                    "every configuration directory has a {GATEWAY_FILE}; copy the sample from \
+                     partner-config/"
+                ),
+            ),
         );
     }
 
@@ -319,6 +262,204 @@ pub fn load_sources(dir: &Path, sources: &Sources) -> Result<Config, Report> {
         ));
     }
     Err(Report::new(problems))
+}
+
+/// Parses and checks `gateway.yaml` on its own: syntax, schema and conversion, without the
+/// checks that need partner files. `origin` names it in the report; relative paths resolve
+/// against `dir`, where referenced files must exist.
+pub fn parse_gateway(text: &str, origin: &Path, dir: &Path) -> Result<GatewaySettings, Report> {
+    let mut problems = Vec::new();
+    let outcome = load_file(
+        FileKind::Gateway,
+        origin,
+        text,
+        &absolute(dir),
+        &BTreeSet::new(),
+        &mut problems,
+    );
+    match outcome.loaded {
+        Some(Loaded::Gateway(loaded)) if problems.is_empty() => match loaded.settings {
+            Some(settings) => Ok(settings),
+            None => Err(incomplete(problems, origin)),
+        },
+        _ => Err(incomplete(problems, origin)),
+    }
+}
+
+/// Parses and checks one partner file on its own, without cross-file checks (field ceiling
+/// against the catalogue, campaigns, duplicate pins). `origin` is its path relative to the
+/// configuration directory, e.g. `partners/demo-bank.yaml`: its file stem must equal the id.
+pub fn parse_partner(text: &str, origin: &Path) -> Result<Partner, Report> {
+    let mut problems = Vec::new();
+    let dir = Path::new("/");
+    let outcome = load_file(
+        FileKind::Partner,
+        origin,
+        text,
+        dir,
+        &BTreeSet::new(),
+        &mut problems,
+    );
+    match outcome.loaded {
+        Some(Loaded::Partner(LoadedPartner {
+            partner: Some(partner),
+            ..
+        })) if problems.is_empty() => Ok(partner),
+        _ => Err(incomplete(problems, origin)),
+    }
+}
+
+/// Parses and checks one campaign file on its own, without cross-file checks. `origin` is its
+/// path relative to the configuration directory, e.g. `campaigns/spring-2027.yaml`.
+pub fn parse_campaign(text: &str, origin: &Path) -> Result<Campaign, Report> {
+    let mut problems = Vec::new();
+    let dir = Path::new("/");
+    let outcome = load_file(
+        FileKind::Campaign,
+        origin,
+        text,
+        dir,
+        &BTreeSet::new(),
+        &mut problems,
+    );
+    match outcome.loaded {
+        Some(Loaded::Campaign(LoadedCampaign {
+            campaign: Some(campaign),
+            ..
+        })) if problems.is_empty() => Ok(campaign),
+        _ => Err(incomplete(problems, origin)),
+    }
+}
+
+fn incomplete(mut problems: Vec<ConfigProblem>, origin: &Path) -> Report {
+    if problems.is_empty() {
+        // The schema reports every missing piece; this only guards the invariant.
+        problems.push(ConfigProblem::file(origin, "the file is incomplete"));
+    }
+    Report::new(problems)
+}
+
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn stem(rel: &Path) -> String {
+    rel.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One file after parse, schema and conversion. Short-lived (one per file, moved straight
+/// into its list), so the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Loaded {
+    Gateway(LoadedGateway),
+    Partner(LoadedPartner),
+    Campaign(LoadedCampaign),
+}
+
+struct Outcome {
+    /// As far as it got; `None` when it could not be parsed at all.
+    loaded: Option<Loaded>,
+    /// Whether the file failed early (syntax, schema) or its id differs from its name.
+    broken: bool,
+}
+
+/// Parse → schema → raw → convert for one file, pushing its problems.
+fn load_file(
+    kind: FileKind,
+    rel: &Path,
+    text: &str,
+    dir: &Path,
+    existing: &BTreeSet<PathBuf>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Outcome {
+    let stem = stem(rel);
+    let Some(doc) = parse(rel, text, problems) else {
+        return Outcome {
+            loaded: None,
+            broken: true,
+        };
+    };
+    let violations = schema::check(kind, rel, &doc);
+    let pruned = pruned_keys(&violations);
+    let mut broken = !violations.is_empty();
+    problems.extend(violations);
+    let loaded = match kind {
+        FileKind::Gateway => {
+            typed::<RawGateway>(rel, text, &doc, &pruned, problems).map(|raw| {
+                let mut cx = FileCx {
+                    file: rel,
+                    doc: &doc,
+                    dir,
+                    existing,
+                    problems,
+                };
+                let settings = convert::gateway(&raw, &mut cx);
+                let catalogue = raw.fields.as_ref().map(convert::catalogue);
+                (raw, settings, catalogue)
+            })
+        }
+        .map(|(raw, settings, catalogue)| {
+            Loaded::Gateway(LoadedGateway {
+                file: rel.to_path_buf(),
+                doc,
+                raw,
+                settings,
+                catalogue,
+            })
+        }),
+        FileKind::Partner => {
+            typed::<RawPartner>(rel, text, &doc, &pruned, problems).map(|raw| {
+                let mut cx = FileCx {
+                    file: rel,
+                    doc: &doc,
+                    dir,
+                    existing,
+                    problems,
+                };
+                let partner = convert::partner(&raw, &stem, &mut cx);
+                (raw, partner)
+            })
+        }
+        .map(|(raw, partner)| {
+            // Whatever it was meant to be called, references to the file's name are not
+            // reported again.
+            broken |= raw.id.as_deref() != Some(stem.as_str());
+            Loaded::Partner(LoadedPartner {
+                file: rel.to_path_buf(),
+                doc,
+                raw,
+                pruned,
+                partner,
+            })
+        }),
+        FileKind::Campaign => {
+            typed::<RawCampaign>(rel, text, &doc, &pruned, problems).map(|raw| {
+                let mut cx = FileCx {
+                    file: rel,
+                    doc: &doc,
+                    dir,
+                    existing,
+                    problems,
+                };
+                let campaign = convert::campaign(&raw, &stem, &mut cx);
+                (raw, campaign)
+            })
+        }
+        .map(|(raw, campaign)| {
+            broken |= raw.id.as_deref() != Some(stem.as_str());
+            Loaded::Campaign(LoadedCampaign {
+                file: rel.to_path_buf(),
+                doc,
+                raw,
+                pruned,
+                campaign,
+            })
+        }),
+    };
+    broken |= loaded.is_none();
+    Outcome { loaded, broken }
 }
 
 /// Which kind of file a relative path is, or `None` (with a problem when the file looks like

@@ -53,6 +53,11 @@ impl Config {
         self.partners.get(id)
     }
 
+    /// The partner an OAuth client id belongs to.
+    pub fn partner_for_client(&self, client_id: &ClientId) -> Option<&Arc<Partner>> {
+        self.partners.get(self.clients.get(client_id)?)
+    }
+
     /// A partner by id.
     pub fn partner(&self, id: &PartnerId) -> Option<&Arc<Partner>> {
         self.partners.get(id)

@@ -40,7 +40,6 @@ pub(crate) fn options() -> serde_saphyr::Options {
     options.with_snippet = false;
     // YAML 1.2 booleans only: `no` stays the string "no" (the "Norway problem").
     options.strict_booleans = true;
-    options.emit_comments = false;
     options
 }
 

@@ -425,3 +425,72 @@ fn diff_reports_added_and_removed_partners_and_campaigns() {
     );
     assert!(!needs_restart(&old, &new));
 }
+
+// === one file at a time ===
+
+#[test]
+fn single_files_parse_on_their_own() {
+    let s = sample();
+    let bank = gateway_config::parse_partner(
+        s.get("partners/demo-bank.yaml").unwrap(),
+        Path::new("partners/demo-bank.yaml"),
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(bank.id, id("demo-bank"));
+    let campaign = gateway_config::parse_campaign(
+        s.get("campaigns/spring-referral-2027.yaml").unwrap(),
+        Path::new("campaigns/spring-referral-2027.yaml"),
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(campaign.partners.len(), 2);
+
+    let copy = SampleCopy::new();
+    let settings = gateway_config::parse_gateway(
+        s.get("gateway.yaml").unwrap(),
+        Path::new("gateway.yaml"),
+        &copy.dir,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(settings.instance_id, "gw-dev-1");
+    // Without the placeholder files, every referenced file is reported.
+    let report = gateway_config::parse_gateway(
+        s.get("gateway.yaml").unwrap(),
+        Path::new("gateway.yaml"),
+        Path::new(DIR),
+    )
+    .unwrap_err();
+    assert_eq!(report.len(), REFERENCED_FILES.len(), "{report}");
+}
+
+#[test]
+fn a_single_file_is_checked_against_its_origin() {
+    let s = sample();
+    let report = gateway_config::parse_partner(
+        s.get("partners/demo-bank.yaml").unwrap(),
+        Path::new("partners/bank.yaml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        report.to_string(),
+        "partners/bank.yaml:2:5: id \"demo-bank\" differs from the file name \"bank\" (hint: \
+         rename the file to partners/demo-bank.yaml, or set id: bank)"
+    );
+    let report =
+        gateway_config::parse_campaign("id: x\n", Path::new("campaigns/x.yaml")).unwrap_err();
+    assert_eq!(report.len(), 5, "{report}");
+}
+
+#[test]
+fn partner_for_client_uses_the_client_index() {
+    let config = sample_config();
+    let client = ClientId::parse("demo-insurer").unwrap();
+    assert_eq!(
+        config.partner_for_client(&client).unwrap().id,
+        id("demo-insurer")
+    );
+    assert!(
+        config
+            .partner_for_client(&ClientId::parse("nobody").unwrap())
+            .is_none()
+    );
+}
