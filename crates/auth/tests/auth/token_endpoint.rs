@@ -343,3 +343,76 @@ fn revocation_refusals_are_exact_and_change_nothing() {
         );
     assert!(verified.is_ok());
 }
+
+/// A partner's client built on the `oauth2` crate (as in the README) speaks our wire format:
+/// `client_id` in the body (`tls_client_auth`, the certificate being the credential), the
+/// token response, and RFC 6749 error bodies.
+#[tokio::test]
+async fn an_oauth2_crate_client_obtains_a_token_and_reads_our_errors() {
+    use oauth2::basic::{BasicClient, BasicErrorResponseType};
+    use oauth2::{AuthType, RequestTokenError, TokenResponse as _, TokenUrl};
+
+    let f = Fixture::new();
+    let reg = registration("demo-bank");
+    // Stands in for the HTTP layer: the request the client sends goes to `token_request`.
+    let endpoint = |request: oauth2::HttpRequest| {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = f.issuer.token_request(
+            request.body(),
+            content_type.as_deref(),
+            &peer(1),
+            Some(&reg),
+            NOW,
+        );
+        let response: http::Response<bytes::Bytes> = match answer {
+            Ok(token) => token.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let (parts, body) = response.into_parts();
+        std::future::ready(Ok::<_, gateway_auth::external::HttpError>(
+            http::Response::from_parts(parts, body.to_vec()),
+        ))
+    };
+    let client = BasicClient::new(oauth2::ClientId::new("demo-bank".into()))
+        .set_token_uri(TokenUrl::new("https://gateway.test/oauth2/token".into()).unwrap())
+        .set_auth_type(AuthType::RequestBody);
+
+    let token = client
+        .exchange_client_credentials()
+        .add_scope(oauth2::Scope::new("tags:read".into()))
+        .request_async(&endpoint)
+        .await
+        .unwrap();
+    assert_eq!(
+        token.expires_in(),
+        Some(std::time::Duration::from_secs(LIFETIME))
+    );
+    let verified = f
+        .verifier
+        .verify(
+            token.access_token().secret(),
+            &cert(1),
+            &partner("demo-bank"),
+            NOW,
+        )
+        .await;
+    assert_eq!(
+        verified.unwrap().scopes,
+        [Scope::TagsRead].into_iter().collect()
+    );
+
+    let refused = client
+        .exchange_client_credentials()
+        .add_scope(oauth2::Scope::new("referrals:write".into()))
+        .request_async(&endpoint)
+        .await
+        .unwrap_err();
+    let RequestTokenError::ServerResponse(error) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(*error.error(), BasicErrorResponseType::InvalidScope);
+}
