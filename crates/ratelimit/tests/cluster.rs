@@ -348,7 +348,13 @@ async fn a_slow_redis_costs_one_timeout_then_is_not_called_until_it_answers() {
     assert_eq!(d.tier, Tier::Cluster);
 
     // Redis stalls for a second (a long command, a fork, a failover...).
-    let mut admin = admin(&redis).await;
+    // A connection that waits as long as the stall lasts (the default gives up after 500 ms).
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     let stall = tokio::spawn(async move {
         let _: () = redis::cmd("DEBUG")
             .arg("SLEEP")
