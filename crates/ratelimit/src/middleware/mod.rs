@@ -2,12 +2,12 @@
 //!
 //! For each request that carries a [`PartnerContext`](gateway_core::PartnerContext) and a
 //! [`RouteMatch`](gateway_core::RouteMatch), the layer asks its [`LookupLimit`] strategy for
-//! the partner's limit and outage policy on that route, asks its [`CheckQuota`] for a
-//! [`Decision`], and then
+//! the partner's limit and outage policy on that route, asks its [`CheckQuota`](crate::CheckQuota) for a
+//! [`Decision`](crate::Decision), and then
 //!
-//! - **admits**: puts the [`Decision`] into the request extensions, calls the inner service, and
+//! - **admits**: puts the [`Decision`](crate::Decision) into the request extensions, calls the inner service, and
 //!   adds `RateLimit-Policy` and `RateLimit` to its response, whatever its status (2xx and errors
-//!   alike), and the [`Decision`] to the response extensions;
+//!   alike), and the [`Decision`](crate::Decision) to the response extensions;
 //! - **refuses**: answers itself, without calling the inner service: `429` with `Retry-After`,
 //!   both rate-limit fields and the `rate-limited` problem naming the policy (or `503`
 //!   `store-unavailable` when Redis is unreachable and the route fails closed).
@@ -32,7 +32,7 @@
 //! - **After `InteractionId`**: the problem's `instance` and the `x-fapi-interaction-id` header
 //!   of a `429` come from the [`InteractionId`](gateway_core::InteractionId) extension.
 //! - **Inside `Audit`**: refusals are audited like every other response; the audit layer finds
-//!   the [`Decision`] in the response extensions.
+//!   the [`Decision`](crate::Decision) in the response extensions.
 //! - **Before `ConsentFilter` and the router**: a refused request costs no consent lookup and no
 //!   upstream call. The router's `RouteMatch` must be known here, so routing (matching the
 //!   path, not handling it) runs in front of this layer.
