@@ -289,7 +289,12 @@ fn gateway_changes(old: &GatewaySettings, new: &GatewaySettings, out: &mut Vec<S
     );
     setting("upstreams", old.upstreams != new.upstreams, None, false);
     setting("http limits", old.http != new.http, None, false);
-    setting("oauth", old.oauth != new.oauth, None, false);
+    setting(
+        "oauth",
+        old.oauth != new.oauth,
+        oauth_detail(old, new),
+        false,
+    );
     let store = |s: &StoreSettings| match s {
         StoreSettings::Embedded { path } => format!("embedded {}", path.display()),
         StoreSettings::Redis { urls, .. } => format!("redis {}", urls.join(" ")),
@@ -310,4 +315,36 @@ fn gateway_changes(old: &GatewaySettings, new: &GatewaySettings, out: &mut Vec<S
     );
     setting("telemetry", old.telemetry != new.telemetry, None, true);
     setting("field catalogue", old.fields != new.fields, None, false);
+}
+
+/// Signing-key rotation in words; other OAuth changes are only named.
+fn oauth_detail(old: &GatewaySettings, new: &GatewaySettings) -> Option<String> {
+    let keys = |g: &GatewaySettings| -> Vec<(String, String)> {
+        g.oauth
+            .signing_keys
+            .iter()
+            .map(|k| (k.kid.clone(), format!("{:?}", k.status).to_lowercase()))
+            .collect()
+    };
+    let (old_keys, new_keys) = (keys(old), keys(new));
+    if old_keys == new_keys {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for (kid, status) in &new_keys {
+        match old_keys.iter().find(|(k, _)| k == kid) {
+            None => parts.push(format!("+key {kid} ({status})")),
+            Some((_, was)) if was != status => parts.push(format!("key {kid} {was} → {status}")),
+            Some(_) => {}
+        }
+    }
+    for (kid, _) in &old_keys {
+        if !new_keys.iter().any(|(k, _)| k == kid) {
+            parts.push(format!("-key {kid}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("signing key files changed".to_owned());
+    }
+    Some(parts.join(", "))
 }

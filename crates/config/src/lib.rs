@@ -38,8 +38,20 @@
 //! }
 //! ```
 //!
-//! Tests build a configuration in memory with [`Sources`] and [`load_sources`]; environment
-//! values come through [`Env`], never from the process environment.
+//! # API
+//!
+//! - [`load`] reads a directory; [`load_sources`] takes in-memory [`Sources`] (tests need no
+//!   files); [`parse_gateway`], [`parse_partner`] and [`parse_campaign`] check one file
+//!   without the cross-file checks.
+//! - [`Report`] holds every [`ConfigProblem`] (file, [`Location`], message, hint), sorted by
+//!   file then location; its `Display` prints one per line, e.g.
+//!   `partners/demo-bank.yaml:16:12: unknown scope "tags:write" (hint: allowed scopes are ...)`.
+//! - [`diff`] describes a reload in words; [`needs_restart`] says whether some of it only
+//!   applies after a restart.
+//! - [`admin_token`] reads the admin bearer token through an [`Env`] ([`SystemEnv`] in the
+//!   binary, [`MapEnv`] in tests, so nothing calls `set_var`).
+//! - The schemas are embedded as [`GATEWAY_SCHEMA`], [`PARTNER_SCHEMA`] and
+//!   [`CAMPAIGN_SCHEMA`].
 #![warn(missing_docs)]
 
 mod check;

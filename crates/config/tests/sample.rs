@@ -494,3 +494,20 @@ fn partner_for_client_uses_the_client_index() {
             .is_none()
     );
 }
+
+#[test]
+fn diff_describes_a_signing_key_rotation() {
+    let old = sample_config();
+    let mut s = sample();
+    edit(
+        &mut s,
+        "gateway.yaml",
+        "      status: active                      # active (signs) | next (published, not signing yet) | retired\n",
+        "      status: retired\n    - kid: dev-2\n      algorithm: EdDSA\n      private_key: ../data/keys/token-dev-1.pem\n      status: active\n",
+    );
+    let new = load_sources(Path::new(DIR), &s).unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(
+        diff(&old, &new),
+        ["gateway oauth changed: key dev-1 active → retired, +key dev-2 (active)"]
+    );
+}
