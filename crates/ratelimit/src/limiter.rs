@@ -168,10 +168,11 @@ where
         // Boxed: this decision awaits one Redis round trip (bounded by the timeout).
         let shared = Arc::clone(shared);
         let partner = partner.clone();
+        // Made before the future so that dropping it unpolled also releases the probe.
+        let guard = ProbeGuard {
+            shared: probe.then(|| Arc::clone(&shared)),
+        };
         CheckFuture::pending(async move {
-            let guard = ProbeGuard {
-                shared: probe.then(|| Arc::clone(&shared)),
-            };
             let decision = shared.cluster(&partner, route, limit, outage).await;
             guard.disarm();
             shared.finish(decision)
@@ -382,6 +383,45 @@ mod tests {
         let m = limiter.metrics().snapshot();
         assert_eq!(m.decisions(Tier::Local, Outcome::Allow), admitted + 1);
         assert_eq!(m.decisions(Tier::Local, Outcome::Deny), 50 * 160 - admitted);
+    }
+
+    #[tokio::test]
+    async fn a_probe_dropped_unpolled_lets_the_next_decision_probe() {
+        // Nothing listens on this port: every call fails at once.
+        let settings = LimiterSettings {
+            breaker: crate::BreakerSettings {
+                failures_to_open: nz(1),
+                ..Default::default()
+            },
+            ..LimiterSettings::default()
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let connection =
+            crate::redis_connection(&format!("redis://127.0.0.1:{port}/"), &settings).unwrap();
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::cluster_with_clock(connection, settings, clock.clone());
+        let p = PartnerId::parse("bank-a").unwrap();
+        let limit = Limit::new(nz(1), nz(1));
+        let first = limiter
+            .check(&p, Route::Products, limit, OutagePolicy::FailOpen)
+            .await;
+        assert_eq!(first.tier, Tier::FailOpen);
+        assert_eq!(limiter.metrics().breaker_state(), crate::BreakerState::Open);
+
+        clock.advance(std::time::Duration::from_secs(10));
+        let probe = limiter.check(&p, Route::Products, limit, OutagePolicy::FailOpen);
+        assert_eq!(
+            limiter.metrics().breaker_state(),
+            crate::BreakerState::HalfOpen
+        );
+        drop(probe);
+        assert_eq!(limiter.metrics().breaker_state(), crate::BreakerState::Open);
+        let next = limiter.check(&p, Route::Products, limit, OutagePolicy::FailOpen);
+        assert!(next.into_ready().is_err(), "the next decision probes Redis");
     }
 
     #[tokio::test]
