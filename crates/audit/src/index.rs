@@ -431,10 +431,10 @@ impl Inner {
                 };
             }
         }
-        if let (Bound::Included(l), Bound::Included(u) | Bound::Excluded(u)) = (lower, upper) {
-            if l > u {
-                return (Vec::new(), None);
-            }
+        if let (Bound::Included(l), Bound::Included(u) | Bound::Excluded(u)) = (lower, upper)
+            && l > u
+        {
+            return (Vec::new(), None);
         }
         let mut hits = Vec::new();
         let mut next = None;

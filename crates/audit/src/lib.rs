@@ -1,6 +1,4 @@
-//! The audit trail: hash-chained segment files with group commit, signed checkpoints, a
-//! verifier, a forwarder to Redis Streams, a search index, and the tower layer that records
-//! every partner request.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod checkpoint;

@@ -158,15 +158,15 @@ pub fn verify(dir: &Path, trusted_key: Option<&[u8]>) -> Result<VerifySummary, V
                 seq: None,
                 kind: BreakKind::Unparseable { reason },
             })?;
-            if let Some(key) = trusted_key {
-                if !cp.verify(key) {
-                    return Err(VerifyError {
-                        file: sidecar.clone(),
-                        offset,
-                        seq: Some(cp.body.seq),
-                        kind: BreakKind::BadSignature,
-                    });
-                }
+            if let Some(key) = trusted_key
+                && !cp.verify(key)
+            {
+                return Err(VerifyError {
+                    file: sidecar.clone(),
+                    offset,
+                    seq: Some(cp.body.seq),
+                    kind: BreakKind::BadSignature,
+                });
             }
             checkpoints.push((offset, cp));
         }

@@ -514,11 +514,12 @@ impl Task {
             };
             let mut round = Round::default();
             round.take(first);
-            if !round.batch.is_empty() && round.shutdown.is_none() {
-                if let Some(due) = last_commit.map(|t| t + self.commit_interval) {
-                    // Let a batch form: records arriving meanwhile join it.
-                    tokio::time::sleep_until(due).await;
-                }
+            if !round.batch.is_empty()
+                && round.shutdown.is_none()
+                && let Some(due) = last_commit.map(|t| t + self.commit_interval)
+            {
+                // Let a batch form: records arriving meanwhile join it.
+                tokio::time::sleep_until(due).await;
             }
             while round.batch.len() < self.max_batch {
                 match self.rx.try_recv() {
