@@ -102,7 +102,7 @@ impl CheckpointSigner {
         Ok(CheckpointSigner { key, key_id })
     }
 
-    /// The raw 32-byte public key: what [`verify`](crate::verify) takes as the trusted key.
+    /// The raw 32-byte public key: what [`verify()`](crate::verify()) takes as the trusted key.
     pub fn public_key(&self) -> [u8; 32] {
         public_key_bytes(&self.key)
     }

@@ -366,3 +366,38 @@ fn first_seq_of(path: &Path) -> u64 {
         .parse()
         .unwrap()
 }
+
+#[tokio::test(start_paused = true)]
+async fn segments_rotate_by_age_and_checkpoints_follow_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, signer) = config_with_key(dir.path());
+    config.segment_max_bytes = 1 << 30;
+    config.segment_max_age = std::time::Duration::from_secs(60);
+    config.checkpoint_interval = std::time::Duration::from_secs(10);
+    let writer = AuditWriter::open(config).await.unwrap();
+    append_many(&writer, 0, 2).await;
+    let key = signer.public_key();
+    assert_eq!(verify(dir.path(), Some(&key)).unwrap().checkpoints, 0);
+
+    // The checkpoint timer fires on the (paused, advanced) tokio clock.
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while verify(dir.path(), Some(&key)).unwrap().checkpoints == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no periodic checkpoint"
+        );
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(segments(dir.path()).len(), 1);
+
+    tokio::time::advance(std::time::Duration::from_secs(60)).await;
+    append_many(&writer, 2, 1).await;
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 2, "the old segment aged out");
+    assert!(segs[1].ends_with("segment-00000000000000000002.log"));
+    writer.shutdown().await.unwrap();
+    let summary = verify(dir.path(), Some(&key)).unwrap();
+    assert_eq!((summary.records, summary.last_checkpoint_seq), (3, Some(2)));
+}

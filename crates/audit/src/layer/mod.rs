@@ -1,7 +1,7 @@
 //! [`AuditLayer`]: one durable record per partner request before the response leaves.
 //!
 //! The layer times the request, lets it through, and builds an
-//! [`AuditRecord`](gateway_core::audit::AuditRecord) from:
+//! [`AuditRecord`] from:
 //!
 //! - the request extensions present when it is called: [`PeerIdentity`] (certificate
 //!   fingerprint), [`PartnerContext`], [`InteractionId`], [`TraceContext`], [`RouteMatch`];
