@@ -511,3 +511,18 @@ fn diff_describes_a_signing_key_rotation() {
         ["gateway oauth changed: key dev-1 active → retired, +key dev-2 (active)"]
     );
 }
+
+/// Prints how long a load of the sample takes; run with
+/// `cargo test --release -p gateway-config --test sample -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_sample_load_time() {
+    let s = sample();
+    let n = 200;
+    let _ = load_sources(Path::new(DIR), &s);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        load_sources(Path::new(DIR), &s).unwrap();
+    }
+    println!("sample load: {:?} per load", start.elapsed() / n);
+}
