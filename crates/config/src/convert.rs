@@ -173,19 +173,21 @@ impl FileCx<'_> {
         match u32::try_from(value).ok().and_then(NonZeroU32::new) {
             Some(n) => n,
             None => {
-                let message = if value < 1 {
-                    format!("{what} must be at least 1, found {value}")
+                let (message, hint) = if value < 1 {
+                    (
+                        format!("{what} must be at least 1, found {value}"),
+                        Some(
+                            "a limit of 0 would refuse every request; suspend the partner instead"
+                                .into(),
+                        ),
+                    )
                 } else {
-                    format!("{what} must be at most {}, found {value}", u32::MAX)
+                    (
+                        format!("{what} must be at most {}, found {value}", u32::MAX),
+                        None,
+                    )
                 };
-                self.report(
-                    at,
-                    message,
-                    Some(
-                        "a limit of 0 would refuse every request; suspend the partner instead"
-                            .into(),
-                    ),
-                );
+                self.report(at, message, hint);
                 NonZeroU32::MIN
             }
         }
