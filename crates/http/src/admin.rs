@@ -1,0 +1,253 @@
+//! The admin listener: internal, loopback by default, plain HTTP.
+//!
+//! `GET /healthz`, `GET /readyz` and `GET /metrics` are open (probes and scrapers run on the
+//! internal network); everything under `/admin/v1/` needs `Authorization: Bearer <admin
+//! token>` (from `admin_listener.token_file` or `token_env`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use gateway_core::problem::problem_response;
+use gateway_core::{Problem, ProblemType, Violation};
+
+use crate::body::Body;
+use crate::state::{GatewayState, PrepareError};
+
+/// Serves the admin API until `shutdown` is cancelled.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    shutdown: CancellationToken,
+) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "Admin accept failed.");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(admin(&state, req).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => if let Err(err) = result {
+                    debug!(error = %err, "Admin connection ended with an error.");
+                },
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn.as_mut()).await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+}
+
+/// Answers one admin request.
+pub async fn admin(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method.clone(), path.as_str()) {
+        (Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (Method::GET, "/readyz") => readiness(state).await,
+        (Method::GET, "/metrics") => {
+            let mut response = Response::new(Body::from(state.metrics.render()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        (_, p) if p.starts_with("/admin/v1/") => {
+            if !authorised(state, &req) {
+                let mut response =
+                    problem_response::<Body>(&Problem::new(ProblemType::AdminUnauthorized), None);
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"admin\""),
+                );
+                return response;
+            }
+            match (method, p) {
+                (Method::POST, "/admin/v1/reload") => reload(state).await,
+                (Method::GET, "/admin/v1/partners") => partners(state),
+                (_, "/admin/v1/reload") => method_not_allowed("POST"),
+                (_, "/admin/v1/partners") => method_not_allowed("GET"),
+                _ => problem_response(&Problem::new(ProblemType::NotFound), None),
+            }
+        }
+        (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
+        _ => problem_response(&Problem::new(ProblemType::NotFound), None),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = problem_response::<Body>(&Problem::new(ProblemType::MethodNotAllowed), None);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// Compares the bearer token in constant time.
+fn authorised(state: &GatewayState, req: &Request<Incoming>) -> bool {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    let expected = state.admin_token();
+    constant_time_eq(token, expected.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readiness(state: &GatewayState) -> Response<Body> {
+    let config = state.config();
+    let upstreams = &config.gateway.upstreams;
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    let mut authorities: Vec<&str> = vec![
+        &upstreams.tags.authority,
+        &upstreams.products.authority,
+        &upstreams.referrals.authority,
+    ];
+    authorities.sort_unstable();
+    authorities.dedup();
+    for authority in authorities {
+        let up = matches!(
+            tokio::time::timeout(
+                upstreams.connect_timeout,
+                tokio::net::TcpStream::connect(authority)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        ready &= up;
+        checks.insert(
+            format!("upstream {authority}"),
+            json!(if up { "up" } else { "down" }),
+        );
+    }
+    checks.insert("config".into(), json!("loaded"));
+    checks.insert("tls".into(), json!("loaded"));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &json!({"ready": ready, "checks": checks}))
+}
+
+async fn reload(state: &GatewayState) -> Response<Body> {
+    match state.reload().await {
+        Ok(reloaded) => json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "reloaded",
+                "changes": reloaded.changes,
+                "connections_closed": reloaded.connections_closed,
+            }),
+        ),
+        Err(err) => {
+            let errors = match &err {
+                PrepareError::Config(report) => report
+                    .to_string()
+                    .lines()
+                    .map(|line| Violation {
+                        pointer: String::new(),
+                        detail: line.to_owned(),
+                    })
+                    .collect(),
+                PrepareError::Tls(tls) => {
+                    vec![Violation {
+                        pointer: String::new(),
+                        detail: tls.to_string(),
+                    }]
+                }
+            };
+            let problem = Problem::new(ProblemType::ReloadRejected)
+                .with_detail("the running configuration stays in force")
+                .with_errors(errors);
+            problem_response(&problem, None)
+        }
+    }
+}
+
+fn partners(state: &GatewayState) -> Response<Body> {
+    let config = state.config();
+    let partners: Vec<_> = config
+        .partners
+        .values()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "display_name": p.display_name,
+                "kind": p.kind,
+                "status": p.status,
+                "client_id": p.client_id,
+                "scopes": p.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                "certificate_pins": {
+                    "sha256": p.pins.iter().map(|f| f.to_hex()).collect::<Vec<_>>(),
+                    "subject": p.subjects,
+                },
+                "open_connections": state.registry.count_for(&p.id),
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({ "partners": partners }))
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    // Serialising a `Value` cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::from(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

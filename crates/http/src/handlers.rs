@@ -1,0 +1,149 @@
+//! Handlers of the partner routes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use gateway_core::{InteractionId, Problem, ProblemType, Route, TraceContext};
+
+use crate::body::{Body, BodyError, BoxError, read_limited};
+use crate::partner::ConfigSnapshot;
+use crate::proxy::{Upstream, UpstreamError, UpstreamRequest, relay};
+use crate::state::GatewayState;
+
+/// Why a handler did not produce a response.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// An expected refusal, answered as this problem.
+    Problem(Problem),
+    /// An unexpected failure, answered by blame (502/503/504 or 500).
+    Failed(BoxError),
+}
+
+impl From<Problem> for HandlerError {
+    fn from(problem: Problem) -> Self {
+        HandlerError::Problem(problem)
+    }
+}
+
+impl From<ProblemType> for HandlerError {
+    fn from(kind: ProblemType) -> Self {
+        HandlerError::Problem(Problem::new(kind))
+    }
+}
+
+impl From<UpstreamError> for HandlerError {
+    fn from(err: UpstreamError) -> Self {
+        HandlerError::Failed(Box::new(err))
+    }
+}
+
+/// Calls the handler of `route`.
+pub async fn handle(
+    state: &Arc<GatewayState>,
+    route: Route,
+    param: Option<&str>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HandlerError> {
+    match route {
+        Route::CustomerTags => {
+            let path = format!("/customers/{}/tags", param.unwrap_or_default());
+            proxy(state, Upstream::Tags, &path, req).await
+        }
+        Route::Products => {
+            let path = match req.uri().query() {
+                Some(query) => format!("/products?{query}"),
+                None => "/products".to_owned(),
+            };
+            proxy(state, Upstream::Products, &path, req).await
+        }
+        Route::Product => {
+            let path = format!("/products/{}", param.unwrap_or_default());
+            proxy(state, Upstream::Products, &path, req).await
+        }
+        _ => Err(Problem::new(ProblemType::NotFound)
+            .with_detail("this route is not available yet")
+            .into()),
+    }
+}
+
+/// Forwards a bodiless request to an upstream and relays the answer.
+async fn proxy(
+    state: &Arc<GatewayState>,
+    upstream: Upstream,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HandlerError> {
+    let config = snapshot(&req)?;
+    let settings = &config.0.gateway.upstreams;
+    let base = match upstream {
+        Upstream::Tags => &settings.tags,
+        Upstream::Products => &settings.products,
+        Upstream::Referrals => &settings.referrals,
+    };
+    let mut headers = HeaderMap::new();
+    for name in [header::ACCEPT, header::IF_NONE_MATCH] {
+        if let Some(value) = req.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    let response = state
+        .upstream
+        .send(UpstreamRequest {
+            upstream,
+            base,
+            method: Method::GET,
+            path_and_query: path,
+            headers,
+            body: Body::empty(),
+            trace: req.extensions().get::<TraceContext>(),
+            interaction_id: req.extensions().get::<InteractionId>(),
+            timeout: settings.request_timeout,
+        })
+        .await?;
+    Ok(relay(response, upstream)?)
+}
+
+/// The configuration snapshot Identify attached to the request.
+pub fn snapshot(req: &Request<Incoming>) -> Result<ConfigSnapshot, HandlerError> {
+    // Identify attaches the snapshot before any handler runs; its absence is our bug.
+    req.extensions()
+        .get::<ConfigSnapshot>()
+        .cloned()
+        .ok_or_else(|| HandlerError::Failed("request reached a handler unidentified".into()))
+}
+
+/// Checks the request's media type (ignoring parameters such as `charset`).
+pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), HandlerError> {
+    let actual = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if actual.as_deref() == Some(expected) {
+        Ok(())
+    } else {
+        Err(Problem::new(ProblemType::UnsupportedMediaType)
+            .with_detail(format!("send Content-Type: {expected}"))
+            .into())
+    }
+}
+
+/// Reads the body within the configured limit.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HandlerError> {
+    match read_limited(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge { limit }) => Err(Problem::new(ProblemType::PayloadTooLarge)
+            .with_detail(format!("the limit is {limit} bytes"))
+            .into()),
+        Err(BodyError::Read(err)) => Err(HandlerError::Failed(err)),
+    }
+}

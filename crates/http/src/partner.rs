@@ -1,0 +1,516 @@
+//! The partner stack: identification, routing, load shedding and dispatch to handlers.
+//!
+//! ```text
+//!  request ─▶ Rescue ─▶ InteractionId ─▶ Observe ─▶ Shed ─▶ Identify ─▶ [RequireToken]
+//!             (panics,   (id + trace on   (metrics   (503     (partner,     ─▶ [RateLimit]
+//!              errors →   everything)      and log)   before    route;         ─▶ Dispatch
+//!              problems)                              work)     403/400/404/405)
+//! ```
+//!
+//! Each line of [`partner_service`] is one concern, in request order.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service, ServiceBuilder};
+use tracing::info;
+
+use gateway_config::Config;
+use gateway_core::problem::problem_response;
+use gateway_core::route::{self, Routed};
+use gateway_core::{InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, RouteMatch};
+
+use crate::body::{Body, BoxError};
+use crate::edge::{InteractionIdLayer, RescueLayer};
+use crate::handlers;
+use crate::state::GatewayState;
+
+/// The configuration snapshot a request was identified under; handlers read partner and
+/// campaign details from it so one request never sees two configurations.
+#[derive(Debug, Clone)]
+pub struct ConfigSnapshot(pub Arc<Config>);
+
+/// Builds the partner stack for one connection whose client certificate is `peer`.
+pub fn partner_service(
+    state: Arc<GatewayState>,
+    peer: PeerIdentity,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(RescueLayer::new()) // outermost: anything that escapes becomes problem+json
+        .layer(InteractionIdLayer::new()) // before everything that can answer, so all carry the id
+        .layer(ObserveLayer::new(state.clone())) // sees the final status of everything below
+        .layer(ShedLayer::new(state.clone())) // refuse before doing work when overloaded
+        .layer(IdentifyLayer::new(state.clone(), peer)) // PartnerContext + RouteMatch for all below
+        .service(Dispatch { state })
+}
+
+// === impl Observe ===
+
+/// Records metrics and one log line per request.
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    state: Arc<GatewayState>,
+}
+
+impl ObserveLayer {
+    /// Creates the layer.
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        ObserveLayer { state }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// See [`ObserveLayer`].
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    state: Arc<GatewayState>,
+}
+
+impl<S> Service<Request<Incoming>> for Observe<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let id = req.extensions().get::<InteractionId>().cloned();
+        let state = self.state.clone();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            let elapsed = started.elapsed();
+            let partner = response
+                .extensions()
+                .get::<PartnerContext>()
+                .map(|p| p.partner.clone());
+            let route = response
+                .extensions()
+                .get::<RouteMatch>()
+                .map(|m| m.route.name())
+                .unwrap_or("none");
+            let partner_label = partner.as_ref().map_or("unknown", |p| p.as_str());
+            let status = response.status().as_u16();
+            state
+                .metrics
+                .request(partner_label, route, status, elapsed.as_secs_f64());
+            info!(
+                partner = partner_label,
+                route,
+                method = %method,
+                status,
+                latency_us = elapsed.as_micros() as u64,
+                interaction_id = id.as_ref().map(|i| i.as_str()),
+                "Partner request."
+            );
+            Ok(response)
+        })
+    }
+}
+
+// === impl Shed ===
+
+/// Refuses requests with 503 `overloaded` once `http.max_in_flight` are being served, so
+/// the gateway degrades by answering quickly rather than by queueing without bound.
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    state: Arc<GatewayState>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl ShedLayer {
+    /// Creates the layer (one counter per listener).
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        let in_flight = state.in_flight.clone();
+        ShedLayer { state, in_flight }
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed {
+            inner,
+            state: self.state.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+/// See [`ShedLayer`].
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    inner: S,
+    state: Arc<GatewayState>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+struct InFlight {
+    counter: Arc<AtomicUsize>,
+    state: Arc<GatewayState>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+        self.state.metrics.in_flight().dec();
+    }
+}
+
+pin_project! {
+    /// Future of [`Shed`].
+    pub struct ShedFuture<F> {
+        #[pin]
+        state: ShedState<F>,
+    }
+}
+
+pin_project! {
+    #[project = ShedStateProj]
+    enum ShedState<F> {
+        Reject { response: Option<Response<Body>> },
+        Inner { #[pin] future: F, guard: Option<InFlight> },
+    }
+}
+
+impl<F> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ShedStateProj::Reject { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| problem_response(&Problem::new(ProblemType::Internal), None)))),
+            ShedStateProj::Inner { future, guard } => {
+                let out = std::task::ready!(future.poll(cx));
+                guard.take();
+                Poll::Ready(out)
+            }
+        }
+    }
+}
+
+impl<S> Service<Request<Incoming>> for Shed<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let limit = self.state.config().gateway.http.max_in_flight;
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight {
+            counter: self.in_flight.clone(),
+            state: self.state.clone(),
+        };
+        self.state.metrics.in_flight().inc();
+        if before >= limit {
+            drop(guard);
+            self.state.metrics.shed().inc();
+            let id = req.extensions().get::<InteractionId>();
+            let mut response = problem_response::<Body>(&Problem::new(ProblemType::Overloaded), id);
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return ShedFuture {
+                state: ShedState::Reject {
+                    response: Some(response),
+                },
+            };
+        }
+        ShedFuture {
+            state: ShedState::Inner {
+                future: self.inner.call(req),
+                guard: Some(guard),
+            },
+        }
+    }
+}
+
+// === impl Identify ===
+
+/// Resolves the partner of the connection's certificate against the configuration in force
+/// and routes the path. Inserts [`PeerIdentity`], [`PartnerContext`], [`RouteMatch`] and
+/// [`ConfigSnapshot`] into the request, and copies `PartnerContext` and `RouteMatch` into the
+/// response extensions for the outer layers (metrics, audit).
+#[derive(Debug, Clone)]
+pub struct IdentifyLayer {
+    state: Arc<GatewayState>,
+    peer: PeerIdentity,
+}
+
+impl IdentifyLayer {
+    /// Creates the layer for one connection.
+    pub fn new(state: Arc<GatewayState>, peer: PeerIdentity) -> Self {
+        IdentifyLayer { state, peer }
+    }
+}
+
+impl<S> Layer<S> for IdentifyLayer {
+    type Service = Identify<S>;
+    fn layer(&self, inner: S) -> Identify<S> {
+        Identify {
+            inner,
+            state: self.state.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+/// See [`IdentifyLayer`].
+#[derive(Debug, Clone)]
+pub struct Identify<S> {
+    inner: S,
+    state: Arc<GatewayState>,
+    peer: PeerIdentity,
+}
+
+pin_project! {
+    /// Future of [`Identify`].
+    pub struct IdentifyFuture<F> {
+        #[pin]
+        state: IdentifyState<F>,
+    }
+}
+
+pin_project! {
+    #[project = IdentifyStateProj]
+    enum IdentifyState<F> {
+        Reject { response: Option<Response<Body>> },
+        Inner { #[pin] future: F, partner: Option<PartnerContext>, route: Option<RouteMatch> },
+    }
+}
+
+impl<F> Future for IdentifyFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            IdentifyStateProj::Reject { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| problem_response(&Problem::new(ProblemType::Internal), None)))),
+            IdentifyStateProj::Inner {
+                future,
+                partner,
+                route,
+            } => {
+                let Ok(mut response) = std::task::ready!(future.poll(cx));
+                if let Some(partner) = partner.take() {
+                    response.extensions_mut().insert(partner);
+                }
+                if let Some(route) = route.take() {
+                    response.extensions_mut().insert(route);
+                }
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
+
+impl<S> Identify<S> {
+    fn reject(
+        &self,
+        req: &Request<Incoming>,
+        problem: Problem,
+        partner: Option<PartnerContext>,
+    ) -> Response<Body> {
+        let mut response =
+            problem_response::<Body>(&problem, req.extensions().get::<InteractionId>());
+        if let Some(partner) = partner {
+            response.extensions_mut().insert(partner);
+        }
+        response
+    }
+}
+
+impl<S> Service<Request<Incoming>> for Identify<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = IdentifyFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        let reject = |response| IdentifyFuture {
+            state: IdentifyState::Reject {
+                response: Some(response),
+            },
+        };
+        req.extensions_mut().insert(self.peer.clone());
+        let config = self.state.config();
+        let partner =
+            match config.partner_for_certificate(&self.peer.fingerprint, &self.peer.subject) {
+                None => {
+                    let problem = Problem::new(ProblemType::UnknownClientCertificate).with_detail(
+                        "the client certificate is trusted but not registered to any partner",
+                    );
+                    return reject(self.reject(&req, problem, None));
+                }
+                Some(partner) => partner,
+            };
+        let context = PartnerContext {
+            partner: partner.id.clone(),
+        };
+        if !partner.is_active() {
+            return reject(self.reject(
+                &req,
+                Problem::new(ProblemType::PartnerSuspended),
+                Some(context),
+            ));
+        }
+        let path = req.uri().path();
+        if let Err(err) = route::check_path(path) {
+            let problem = Problem::new(ProblemType::InvalidPath).with_detail(err.to_string());
+            return reject(self.reject(&req, problem, Some(context)));
+        }
+        let matched = match route::route(req.method(), path) {
+            Routed::Match(matched) => matched,
+            Routed::NotFound => {
+                return reject(self.reject(
+                    &req,
+                    Problem::new(ProblemType::NotFound),
+                    Some(context),
+                ));
+            }
+            Routed::MethodNotAllowed(allow) => {
+                let mut response = self.reject(
+                    &req,
+                    Problem::new(ProblemType::MethodNotAllowed)
+                        .with_detail(format!("this resource accepts {allow}")),
+                    Some(context),
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+                return reject(response);
+            }
+        };
+        req.extensions_mut().insert(context.clone());
+        req.extensions_mut().insert(matched.clone());
+        req.extensions_mut().insert(ConfigSnapshot(config));
+        IdentifyFuture {
+            state: IdentifyState::Inner {
+                future: self.inner.call(req),
+                partner: Some(context),
+                route: Some(matched),
+            },
+        }
+    }
+}
+
+// === impl Dispatch ===
+
+/// Calls the handler of the matched route. Handler errors become problems here, so the layers
+/// above (audit, metrics) see the final status; panics are caught by [`crate::edge::Rescue`].
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    state: Arc<GatewayState>,
+}
+
+impl Service<Request<Incoming>> for Dispatch {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let id = req.extensions().get::<InteractionId>().cloned();
+            let Some(matched) = req.extensions().get::<RouteMatch>().cloned() else {
+                // Identify always sets the route before Dispatch runs.
+                return Ok(problem_response(
+                    &Problem::new(ProblemType::Internal),
+                    id.as_ref(),
+                ));
+            };
+            let result =
+                handlers::handle(&state, matched.route, matched.param.as_deref(), req).await;
+            Ok(match result {
+                Ok(response) => response,
+                Err(handlers::HandlerError::Problem(problem)) => {
+                    let mut response = problem_response::<Body>(&problem, id.as_ref());
+                    if problem.status() == StatusCode::SERVICE_UNAVAILABLE
+                        || problem.status() == StatusCode::TOO_MANY_REQUESTS
+                    {
+                        response
+                            .headers_mut()
+                            .entry(http::header::RETRY_AFTER)
+                            .or_insert(HeaderValue::from_static("1"));
+                    }
+                    response
+                }
+                Err(handlers::HandlerError::Failed(err)) => {
+                    if let Some(upstream) = err.downcast_ref::<crate::proxy::UpstreamError>() {
+                        state
+                            .metrics
+                            .upstream_error(upstream_label(upstream), upstream.kind());
+                    }
+                    crate::edge::error_response(&err, id.as_ref())
+                }
+            })
+        })
+    }
+}
+
+fn upstream_label(err: &crate::proxy::UpstreamError) -> &'static str {
+    match err {
+        crate::proxy::UpstreamError::Unavailable { upstream, .. }
+        | crate::proxy::UpstreamError::Timeout { upstream }
+        | crate::proxy::UpstreamError::BadResponse { upstream, .. } => upstream,
+    }
+}
+
+/// Re-exported for handlers: errors answered by blame.
+pub type Failure = BoxError;

@@ -1,0 +1,218 @@
+//! The running gateway's shared state: the configuration in force, the TLS server
+//! configuration built from it, the live connections, and reloading.
+//!
+//! A reload builds the new [`Config`] and TLS configuration off to the side and swaps both
+//! atomically; on any error the running configuration stays and the error is reported.
+//! After a swap, connections the new configuration no longer allows are closed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tracing::{info, warn};
+
+use gateway_config::{Config, Report, UpstreamUrl};
+
+use crate::metrics::Metrics;
+use crate::proxy::UpstreamClient;
+use crate::registry::ConnectionRegistry;
+
+/// Changes applied to every loaded configuration (the `dev` subcommand points the upstreams
+/// at its own sandbox).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replace the `host:port` of every upstream URL.
+    pub upstream_authority: Option<String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a freshly loaded configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(authority) = &self.upstream_authority {
+            let upstreams = &mut config.gateway.upstreams;
+            for url in [
+                &mut upstreams.tags,
+                &mut upstreams.products,
+                &mut upstreams.referrals,
+            ] {
+                *url = UpstreamUrl {
+                    url: format!("http://{authority}{}", url.path_prefix),
+                    authority: authority.clone(),
+                    path_prefix: url.path_prefix.clone(),
+                };
+            }
+        }
+    }
+}
+
+/// Why a configuration could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The files have problems.
+    #[error("{0}")]
+    Config(Report),
+    /// The TLS material named by the files is unusable.
+    #[error("partner listener TLS: {0}")]
+    Tls(#[from] gateway_tls::TlsError),
+}
+
+/// A configuration ready to be put in force.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The partner listener's TLS configuration built from it.
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Loads and checks everything a configuration directory names, without binding anything.
+/// `config check` runs exactly this.
+pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, PrepareError> {
+    let mut config = gateway_config::load(dir).map_err(PrepareError::Config)?;
+    overrides.apply(&mut config);
+    let listener = &config.gateway.partner_listener;
+    let min = match listener.min_tls_version {
+        gateway_config::TlsVersion::Tls12 => gateway_tls::MinTlsVersion::Tls12,
+        gateway_config::TlsVersion::Tls13 => gateway_tls::MinTlsVersion::Tls13,
+    };
+    let tls = gateway_tls::server_config(
+        &listener.server_cert,
+        &listener.server_key,
+        &listener.client_ca,
+        min,
+    )?;
+    Ok(Prepared {
+        config: Arc::new(config),
+        tls,
+    })
+}
+
+/// State shared by the listeners and every request.
+#[derive(Debug)]
+pub struct GatewayState {
+    dir: PathBuf,
+    overrides: Overrides,
+    config: ArcSwap<Config>,
+    tls: ArcSwap<rustls::ServerConfig>,
+    /// Open partner connections.
+    pub registry: ConnectionRegistry,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// The pooled upstream client.
+    pub upstream: UpstreamClient,
+    /// The admin bearer token.
+    admin_token: ArcSwap<String>,
+    reload_lock: tokio::sync::Mutex<()>,
+    next_connection: AtomicU64,
+    /// Partner requests being served (load shedding).
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The outcome of a successful reload.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// What changed, for logs and the admin answer.
+    pub changes: Vec<String>,
+    /// Connections closed because the new configuration no longer allows them.
+    pub connections_closed: usize,
+}
+
+impl GatewayState {
+    /// State for a prepared configuration loaded from `dir`.
+    pub fn new(
+        dir: PathBuf,
+        overrides: Overrides,
+        prepared: Prepared,
+        admin_token: String,
+    ) -> Self {
+        let upstreams = &prepared.config.gateway.upstreams;
+        let upstream =
+            UpstreamClient::new(upstreams.connect_timeout, upstreams.pool_max_idle_per_host);
+        GatewayState {
+            dir,
+            overrides,
+            config: ArcSwap::new(prepared.config),
+            tls: ArcSwap::new(prepared.tls),
+            registry: ConnectionRegistry::new(),
+            metrics: Metrics::new(),
+            upstream,
+            admin_token: ArcSwap::new(Arc::new(admin_token)),
+            reload_lock: tokio::sync::Mutex::new(()),
+            next_connection: AtomicU64::new(1),
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The TLS configuration in force (new handshakes use it).
+    pub fn tls(&self) -> Arc<rustls::ServerConfig> {
+        self.tls.load_full()
+    }
+
+    /// The admin bearer token in force.
+    pub fn admin_token(&self) -> Arc<String> {
+        self.admin_token.load_full()
+    }
+
+    /// The configuration directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A process-unique connection number.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reloads the configuration directory. On any error the running configuration stays.
+    pub async fn reload(&self) -> Result<Reloaded, PrepareError> {
+        let _serialised = self.reload_lock.lock().await;
+        let dir = self.dir.clone();
+        let overrides = self.overrides.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&dir, &overrides))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.metrics.reload("rejected");
+                warn!(error = %err, "Configuration reload rejected; the running configuration stays.");
+                return Err(err);
+            }
+        };
+        let admin_token = gateway_config::admin_token(
+            &prepared.config.gateway.admin_listener,
+            &gateway_config::SystemEnv,
+        );
+        let old = self.config.load_full();
+        let changes = gateway_config::diff(&old, &prepared.config);
+        self.tls.store(prepared.tls);
+        self.config.store(prepared.config.clone());
+        if let Ok(token) = admin_token {
+            self.admin_token.store(Arc::new(token));
+        }
+        let connections_closed = self.registry.enforce(&prepared.config);
+        if connections_closed > 0 {
+            for _ in 0..connections_closed {
+                self.metrics.connection_closed("config_change");
+            }
+        }
+        self.metrics.reload("applied");
+        info!(
+            changes = changes.len(),
+            connections_closed, "Configuration reloaded."
+        );
+        for change in &changes {
+            info!(change = %change, "Configuration change.");
+        }
+        Ok(Reloaded {
+            changes,
+            connections_closed,
+        })
+    }
+}
