@@ -269,7 +269,7 @@ impl<R: RevocationStore + 'static> TokenVerifierBuilder<R> {
                 revocations: Revocations {
                     receiver: self.notifications.map(Mutex::new),
                     listening: AtomicBool::new(listening),
-                    revoked: RwLock::new(HashMap::new()),
+                    revoked: RwLock::new(HashMap::default()),
                     epoch: AtomicU64::new(1),
                     next_prune: AtomicU64::new(0),
                     retain_secs: AtomicU64::new(lifetime.saturating_add(leeway)),
@@ -611,7 +611,7 @@ struct Revocations {
     listening: AtomicBool,
     /// Revoked `jti`s learned from notifications or from our own revocations, with when we
     /// learned them (to forget them once every token they could name has expired).
-    revoked: RwLock<HashMap<Arc<str>, i64>>,
+    revoked: RwLock<HashMap<Arc<str>, i64, quick_cache::DefaultHashBuilder>>,
     /// Bumped when notifications may have been missed (resync, lag, forgetting).
     epoch: AtomicU64,
     /// When to next forget old revocations.
