@@ -131,7 +131,8 @@ pub fn blame(err: &(dyn std::error::Error + 'static)) -> Problem {
     Problem::new(ProblemType::Internal)
 }
 
-fn panic_response(
+/// The 500 problem answered for a panic; the panic message goes to the log only.
+pub fn panic_response(
     panic: &Box<dyn std::any::Any + Send>,
     id: Option<&InteractionId>,
 ) -> Response<Body> {

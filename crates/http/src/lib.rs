@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod devdata;
 pub mod edge;
 pub mod handlers;
 pub mod listener;

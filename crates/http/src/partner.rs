@@ -11,12 +11,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures_util::FutureExt as _;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -475,8 +477,25 @@ impl Service<Request<Incoming>> for Dispatch {
                     id.as_ref(),
                 ));
             };
-            let result =
-                handlers::handle(&state, matched.route, matched.param.as_deref(), req).await;
+            // A panicking handler answers 500 here, inside the audit and metrics layers, so
+            // the request is recorded like any other; the connection and process go on.
+            let handled = AssertUnwindSafe(async {
+                #[cfg(feature = "test-util")]
+                let req = {
+                    let (parts, body) = req.into_parts();
+                    state.run_handler_hook(&parts);
+                    Request::from_parts(parts, body)
+                };
+                handlers::handle(&state, matched.route, matched.param.as_deref(), req).await
+            })
+            .catch_unwind()
+            .await;
+            let result = match handled {
+                Ok(result) => result,
+                Err(panic) => {
+                    return Ok(crate::edge::panic_response(&panic, id.as_ref()));
+                }
+            };
             Ok(match result {
                 Ok(response) => response,
                 Err(handlers::HandlerError::Problem(problem)) => {

@@ -107,7 +107,24 @@ pub struct GatewayState {
     next_connection: AtomicU64,
     /// Partner requests being served (load shedding).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Test-only hook run by `Dispatch` before every handler (e.g. to make it panic).
+    #[cfg(feature = "test-util")]
+    handler_hook: std::sync::OnceLock<DebugHook>,
 }
+
+#[cfg(feature = "test-util")]
+struct DebugHook(HandlerHook);
+
+#[cfg(feature = "test-util")]
+impl std::fmt::Debug for DebugHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerHook")
+    }
+}
+
+/// A hook run before every partner handler; tests use it to inject a panic.
+#[cfg(feature = "test-util")]
+pub type HandlerHook = Arc<dyn Fn(&http::request::Parts) + Send + Sync>;
 
 /// The outcome of a successful reload.
 #[derive(Debug, Clone)]
@@ -141,6 +158,8 @@ impl GatewayState {
             reload_lock: tokio::sync::Mutex::new(()),
             next_connection: AtomicU64::new(1),
             in_flight: Arc::default(),
+            #[cfg(feature = "test-util")]
+            handler_hook: std::sync::OnceLock::new(),
         }
     }
 
@@ -167,6 +186,21 @@ impl GatewayState {
     /// A process-unique connection number.
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Installs a hook run before every partner handler. Test builds only: it lets a test
+    /// make a handler panic to check the rescue path. Set once.
+    #[cfg(feature = "test-util")]
+    pub fn dangerous_set_handler_hook(&self, hook: HandlerHook) {
+        let _ = self.handler_hook.set(DebugHook(hook));
+    }
+
+    /// Runs the handler hook, if any.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn run_handler_hook(&self, parts: &http::request::Parts) {
+        if let Some(hook) = self.handler_hook.get() {
+            (hook.0)(parts);
+        }
     }
 
     /// Reloads the configuration directory. On any error the running configuration stays.
