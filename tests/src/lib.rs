@@ -1,1 +1,581 @@
-//! Test harness.
+//! The integration-test harness: real gateways, a real sandbox upstream, real mTLS clients.
+//!
+//! - [`TestGateway`]: a gateway served in-process on `127.0.0.1:0`, from a copy of the sample
+//!   `partner-config/` in a temporary directory with its own dev PKI and secrets, in front of
+//!   its own sandbox. Dropping it stops everything it started.
+//! - [`GatewayProcess`]: the `partner-gateway` binary as a child process, for tests that
+//!   kill it (`kill -9`) and restart it.
+//! - [`PartnerClient`]: one TLS connection with a client certificate, speaking HTTP/1.1 or
+//!   HTTP/2, so tests control keep-alive and see connection closes.
+//!
+//! Suites live in `tests/tests/*.rs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use gateway_http::{GatewayState, Overrides};
+use gateway_sandbox::SandboxHandle;
+use gateway_tls::devpki::{self, DevCa, IssuedCert};
+
+pub mod process;
+pub use process::GatewayProcess;
+
+/// The repository root (where `partner-config/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Installs the process-wide crypto provider (idempotent).
+pub fn init() {
+    gateway_tls::install_crypto_provider();
+}
+
+/// Copies `partner-config/` into `root/partner-config` and creates the dev PKI in
+/// `root/certs/dev` and secrets in `root/data`, so the sample's relative paths
+/// (`../certs/dev/…`, `../data/…`) resolve inside `root`.
+pub fn prepare_root(root: &Path) -> anyhow::Result<()> {
+    copy_dir(
+        &repo_root().join("partner-config"),
+        &root.join("partner-config"),
+    )?;
+    devpki::generate(&root.join("certs/dev"), devpki::SAMPLE_PARTNERS)?;
+    gateway_http::devdata::ensure_dev_secrets(&root.join("data"))?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+// === TestGateway ===
+
+/// Builds a [`TestGateway`].
+#[derive(Debug, Default)]
+pub struct Builder {
+    replacements: Vec<(String, String)>,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Builder {
+    /// Replaces text in `gateway.yaml` (applied in order, each must match).
+    pub fn gateway_yaml(mut self, from: &str, to: &str) -> Self {
+        self.replacements.push((from.to_owned(), to.to_owned()));
+        self
+    }
+
+    /// Writes a file under `partner-config/` (e.g. `partners/bank-b.yaml`).
+    pub fn file(mut self, path: &str, contents: &str) -> Self {
+        self.files.push((PathBuf::from(path), contents.to_owned()));
+        self
+    }
+
+    /// Starts the sandbox and the gateway.
+    pub async fn start(self) -> TestGateway {
+        self.try_start().await.expect("start the test gateway")
+    }
+
+    async fn try_start(self) -> anyhow::Result<TestGateway> {
+        init();
+        let root = tempfile::tempdir()?;
+        prepare_root(root.path())?;
+        let sandbox = gateway_sandbox::start("127.0.0.1:0".parse()?).await?;
+        let config_dir = root.path().join("partner-config");
+        let gateway_yaml = config_dir.join("gateway.yaml");
+        let mut text = std::fs::read_to_string(&gateway_yaml)?;
+        let mut replacements = vec![("127.0.0.1:8600".to_owned(), sandbox.addr().to_string())];
+        replacements.extend(self.replacements);
+        for (from, to) in replacements {
+            if !text.contains(&from) {
+                bail!("gateway.yaml does not contain {from:?}");
+            }
+            text = text.replace(&from, &to);
+        }
+        std::fs::write(&gateway_yaml, text)?;
+        for (path, contents) in self.files {
+            let path = config_dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, contents)?;
+        }
+        let prepared = gateway_http::prepare(&config_dir, &Overrides::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let admin_token = std::fs::read_to_string(root.path().join("data/admin.token"))?
+            .trim()
+            .to_owned();
+        let state = Arc::new(GatewayState::new(
+            config_dir,
+            Overrides::default(),
+            prepared,
+            admin_token.clone(),
+        ));
+        let partner = TcpListener::bind("127.0.0.1:0").await?;
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let partner_addr = partner.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(gateway_http::server::run(
+            partner,
+            admin,
+            state.clone(),
+            shutdown.clone(),
+        ));
+        Ok(TestGateway {
+            root,
+            partner_addr,
+            admin_addr,
+            state,
+            sandbox: Some(sandbox),
+            shutdown,
+            task: Some(task),
+            admin_token,
+        })
+    }
+}
+
+/// A gateway served in-process, with its own sandbox, PKI and configuration copy.
+#[derive(Debug)]
+pub struct TestGateway {
+    root: tempfile::TempDir,
+    /// The partner listener.
+    pub partner_addr: SocketAddr,
+    /// The admin listener.
+    pub admin_addr: SocketAddr,
+    /// The gateway's shared state.
+    pub state: Arc<GatewayState>,
+    sandbox: Option<SandboxHandle>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    admin_token: String,
+}
+
+impl TestGateway {
+    /// A builder over the sample configuration.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A gateway on the unchanged sample configuration.
+    pub async fn start() -> TestGateway {
+        Builder::default().start().await
+    }
+
+    /// The temporary root (`partner-config/`, `certs/dev/`, `data/`).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The configuration directory.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.path().join("partner-config")
+    }
+
+    /// The dev PKI directory.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.path().join("certs/dev")
+    }
+
+    /// The dev CA (to issue more client certificates).
+    pub fn ca(&self) -> DevCa {
+        DevCa::load(&self.certs_dir()).expect("load the test CA")
+    }
+
+    /// The sandbox upstream.
+    pub fn sandbox(&self) -> &SandboxHandle {
+        self.sandbox.as_ref().expect("sandbox running")
+    }
+
+    /// Stops the sandbox (the upstream goes away).
+    pub async fn stop_sandbox(&mut self) {
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.shutdown().await;
+        }
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The sample certificate of a sample partner.
+    pub fn partner_cert(&self, partner: &str) -> IssuedCert {
+        let dir = self.certs_dir();
+        let cert_pem = std::fs::read_to_string(devpki::partner_cert_path(&dir, partner))
+            .expect("partner certificate");
+        let key_pem =
+            std::fs::read_to_string(devpki::partner_key_path(&dir, partner)).expect("partner key");
+        let cert_der = <rustls_pki_types::CertificateDer<'static> as rustls_pki_types::pem::PemObject>::from_pem_slice(cert_pem.as_bytes())
+            .expect("certificate PEM");
+        IssuedCert {
+            cert_pem,
+            key_pem,
+            cert_der,
+        }
+    }
+
+    /// Connects as a sample partner over HTTP/1.1.
+    pub async fn client(&self, partner: &str) -> PartnerClient {
+        self.connect(&self.partner_cert(partner), Alpn::Http1)
+            .await
+            .expect("connect as partner")
+    }
+
+    /// Connects with any certificate.
+    pub async fn connect(&self, cert: &IssuedCert, alpn: Alpn) -> anyhow::Result<PartnerClient> {
+        let ca = std::fs::read(self.certs_dir().join(devpki::CA_CERT_FILE))?;
+        let config = gateway_tls::testing::client_config(
+            &ca,
+            cert.cert_pem.as_bytes(),
+            cert.key_pem.as_bytes(),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+            alpn.ids(),
+        )?;
+        PartnerClient::connect(self.partner_addr, config, alpn).await
+    }
+
+    /// Writes a file under `partner-config/`.
+    pub fn write_config(&self, path: &str, contents: &str) {
+        let path = self.config_dir().join(path);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Reads a file under `partner-config/`.
+    pub fn read_config(&self, path: &str) -> String {
+        std::fs::read_to_string(self.config_dir().join(path)).expect("read config file")
+    }
+
+    /// Calls the admin API with the admin token.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> TestResponse {
+        let token = self.admin_token.clone();
+        admin_request(self.admin_addr, method, path, body, Some(&token))
+            .await
+            .expect("admin request")
+    }
+
+    /// `POST /admin/v1/reload`.
+    pub async fn reload(&self) -> TestResponse {
+        self.admin(Method::POST, "/admin/v1/reload", None).await
+    }
+
+    /// Stops the gateway and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.stop_sandbox().await;
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sends one request to an admin listener (plain HTTP/1.1).
+pub async fn admin_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> anyhow::Result<TestResponse> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let task = tokio::spawn(conn);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(value) => {
+            builder = builder.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(&value)?)
+        }
+        None => Bytes::new(),
+    };
+    let response = sender.send_request(builder.body(Full::new(body))?).await?;
+    let response = TestResponse::read(response).await?;
+    drop(sender);
+    let _ = task.await;
+    Ok(response)
+}
+
+// === PartnerClient ===
+
+/// Which HTTP version to offer by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `http/1.1`
+    Http1,
+    /// `h2`
+    Http2,
+}
+
+impl Alpn {
+    fn ids(self) -> &'static [&'static [u8]] {
+        match self {
+            Alpn::Http1 => &[b"http/1.1"],
+            Alpn::Http2 => &[b"h2"],
+        }
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// One mTLS connection to the partner listener.
+pub struct PartnerClient {
+    sender: Sender,
+    connection: JoinHandle<()>,
+    closed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for PartnerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerClient")
+            .field("closed", &*self.closed.borrow())
+            .finish()
+    }
+}
+
+impl PartnerClient {
+    /// Connects, completes the TLS handshake and the HTTP handshake.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        alpn: Alpn,
+    ) -> anyhow::Result<PartnerClient> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let name = rustls_pki_types::ServerName::try_from("localhost")?;
+        let tls = connector.connect(name, tcp).await?;
+        let io = TokioIo::new(tls);
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let (sender, connection) = match alpn {
+            Alpn::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                let task = tokio::spawn(async move {
+                    let _ = conn.await;
+                    let _ = closed_tx.send(true);
+                });
+                (Sender::H1(sender), task)
+            }
+            Alpn::Http2 => {
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                let task = tokio::spawn(async move {
+                    let _ = conn.await;
+                    let _ = closed_tx.send(true);
+                });
+                (Sender::H2(sender), task)
+            }
+        };
+        Ok(PartnerClient {
+            sender,
+            connection,
+            closed,
+        })
+    }
+
+    /// Sends a request on this connection. `uri` is a path (and query).
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> anyhow::Result<TestResponse> {
+        let (mut parts, body) = req.into_parts();
+        let response = match &mut self.sender {
+            Sender::H1(sender) => {
+                parts
+                    .headers
+                    .entry("host")
+                    .or_insert(http::HeaderValue::from_static("localhost"));
+                sender.ready().await?;
+                sender
+                    .send_request(Request::from_parts(parts, body))
+                    .await?
+            }
+            Sender::H2(sender) => {
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                parts.uri = format!("https://localhost{path}").parse()?;
+                sender.ready().await?;
+                sender
+                    .send_request(Request::from_parts(parts, body))
+                    .await?
+            }
+        };
+        TestResponse::read(response).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<TestResponse> {
+        self.send(Request::get(path).body(Full::new(Bytes::new()))?)
+            .await
+    }
+
+    /// `GET path` with headers.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<TestResponse> {
+        let mut builder = Request::get(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Full::new(Bytes::new()))?).await
+    }
+
+    /// `POST path` with a body and content type.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<TestResponse> {
+        let mut builder = Request::post(path).header("content-type", content_type);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Full::new(body.into()))?).await
+    }
+
+    /// Whether the server closed the connection.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow() || self.connection.is_finished()
+    }
+
+    /// Waits until the connection is closed, at most `within`; returns whether it closed.
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let mut closed = self.closed.clone();
+        tokio::time::timeout(within, closed.wait_for(|c| *c))
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for PartnerClient {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// Reads a hyper response in full.
+    pub async fn read(
+        response: http::Response<hyper::body::Incoming>,
+    ) -> anyhow::Result<TestResponse> {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem of `status` and type slug `slug`; returns the document.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) -> serde_json::Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "content type"
+        );
+        let doc = self.json();
+        assert_eq!(
+            doc["type"],
+            format!("https://partner-gateway.dev/problems/{slug}"),
+            "type: {doc}"
+        );
+        assert_eq!(doc["status"], status, "status member");
+        assert!(
+            self.header(gateway_core::X_FAPI_INTERACTION_ID).is_some(),
+            "interaction id"
+        );
+        doc
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds or `within` passes.
+pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
