@@ -514,7 +514,7 @@ impl TestResponse {
         response: http::Response<hyper::body::Incoming>,
     ) -> anyhow::Result<TestResponse> {
         let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
+        let body = gateway_http::body::read_limited(body, 64 << 20).await?;
         Ok(TestResponse {
             status: parts.status,
             headers: parts.headers,
