@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use gateway_core::problem::problem_response;
-use gateway_core::{Problem, ProblemType, Violation};
+use gateway_core::{InteractionId, Problem, ProblemType, Violation, X_FAPI_INTERACTION_ID};
 
 use crate::body::Body;
 use crate::state::{GatewayState, PrepareError};
@@ -72,8 +72,23 @@ pub async fn serve_admin(
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
 }
 
-/// Answers one admin request.
+/// Answers one admin request; every answer carries an `x-fapi-interaction-id` (echoed when
+/// acceptable, else minted) so admin changes can be correlated with the audit trail.
 pub async fn admin(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Body> {
+    let id = req
+        .headers()
+        .get(X_FAPI_INTERACTION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(InteractionId::parse)
+        .unwrap_or_else(crate::edge::mint);
+    let mut response = route(state, req).await;
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(X_FAPI_INTERACTION_ID, value);
+    }
+    response
+}
+
+async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (method.clone(), path.as_str()) {
