@@ -98,16 +98,18 @@ fn group_commit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    for (name, interval) in [
-        ("greedy", Duration::ZERO),
-        ("1ms cadence", Duration::from_millis(1)),
-    ] {
+    let cases = [
+        ("greedy", Duration::ZERO, 64u64),
+        ("1ms cadence", Duration::from_millis(1), 64),
+        ("greedy", Duration::ZERO, 256),
+        ("1ms cadence", Duration::from_millis(1), 256),
+    ];
+    for (name, interval, concurrency) in cases {
         let dir = tempfile::tempdir().unwrap();
         let mut config = WriterConfig::new(dir.path(), "gw-bench");
         config.commit_interval = interval;
         let writer = runtime.block_on(AuditWriter::open(config)).unwrap();
         let record = typical();
-        let concurrency = 64;
         let mut cpu = Duration::ZERO;
         let mut records = 0u64;
         c.bench_function(
@@ -140,7 +142,7 @@ fn group_commit(c: &mut Criterion) {
         );
         if records > 0 {
             eprintln!(
-                "group commit/{name}: {:.1} µs CPU per record over {records} records",
+                "group commit/{name}, {concurrency} appenders: {:.1} µs CPU per record over {records} records",
                 cpu.as_secs_f64() * 1e6 / records as f64
             );
         }
