@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use gateway_core::time::{Clock, SystemClock};
 use gateway_http::{GatewayState, Overrides};
 use gateway_sandbox::SandboxHandle;
 use gateway_tls::devpki::{self, DevCa, IssuedCert};
@@ -71,10 +72,21 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 // === TestGateway ===
 
 /// Builds a [`TestGateway`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Builder {
     replacements: Vec<(String, String)>,
     files: Vec<(PathBuf, String)>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            replacements: Vec::new(),
+            files: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl Builder {
@@ -87,6 +99,12 @@ impl Builder {
     /// Writes a file under `partner-config/` (e.g. `partners/bank-b.yaml`).
     pub fn file(mut self, path: &str, contents: &str) -> Self {
         self.files.push((PathBuf::from(path), contents.to_owned()));
+        self
+    }
+
+    /// Uses this clock for tokens, consents and campaigns.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -124,12 +142,16 @@ impl Builder {
         let admin_token = std::fs::read_to_string(root.path().join("data/admin.token"))?
             .trim()
             .to_owned();
-        let state = Arc::new(GatewayState::new(
-            config_dir,
-            Overrides::default(),
-            prepared,
-            admin_token.clone(),
-        ));
+        let state = Arc::new(
+            GatewayState::start_with_clock(
+                config_dir,
+                Overrides::default(),
+                prepared,
+                admin_token.clone(),
+                self.clock.clone(),
+            )
+            .await?,
+        );
         let partner = TcpListener::bind("127.0.0.1:0").await?;
         let admin = TcpListener::bind("127.0.0.1:0").await?;
         let partner_addr = partner.local_addr()?;
@@ -234,11 +256,15 @@ impl TestGateway {
         }
     }
 
-    /// Connects as a sample partner over HTTP/1.1.
+    /// Connects as a sample partner over HTTP/1.1 and obtains an access token for every scope
+    /// the partner may have; later requests carry it.
     pub async fn client(&self, partner: &str) -> PartnerClient {
-        self.connect(&self.partner_cert(partner), Alpn::Http1)
+        let mut client = self
+            .connect(&self.partner_cert(partner), Alpn::Http1)
             .await
-            .expect("connect as partner")
+            .expect("connect as partner");
+        client.authorize(partner, "").await.expect("obtain a token");
+        client
     }
 
     /// Connects with any certificate.
@@ -362,6 +388,7 @@ enum Sender {
 /// One mTLS connection to the partner listener.
 pub struct PartnerClient {
     sender: Sender,
+    token: Option<String>,
     connection: JoinHandle<()>,
     closed: tokio::sync::watch::Receiver<bool>,
 }
@@ -408,14 +435,60 @@ impl PartnerClient {
         };
         Ok(PartnerClient {
             sender,
+            token: None,
             connection,
             closed,
         })
     }
 
+    /// Obtains an access token (`client_credentials`, `tls_client_auth`) over this connection;
+    /// later requests carry it unless they set their own `Authorization`.
+    pub async fn authorize(&mut self, client_id: &str, scope: &str) -> anyhow::Result<String> {
+        let form = format!("grant_type=client_credentials&client_id={client_id}&scope={scope}");
+        let response = self
+            .post(
+                "/oauth2/token",
+                "application/x-www-form-urlencoded",
+                form,
+                &[],
+            )
+            .await?;
+        if response.status != StatusCode::OK {
+            bail!(
+                "token request refused: {} {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
+        }
+        let token = response.json()["access_token"]
+            .as_str()
+            .context("access_token in the token response")?
+            .to_owned();
+        self.token = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Uses this token (or none) on later requests.
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// The token in use.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Sends a request on this connection. `uri` is a path (and query).
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> anyhow::Result<TestResponse> {
         let (mut parts, body) = req.into_parts();
+        if let Some(token) = &self.token
+            && !parts.headers.contains_key("authorization")
+            && !parts.uri.path().starts_with("/oauth2/")
+        {
+            parts
+                .headers
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
         let response = match &mut self.sender {
             Sender::H1(sender) => {
                 parts

@@ -206,6 +206,7 @@ async fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
             .connect(&gateway.partner_cert("demo-bank"), alpn)
             .await
             .unwrap();
+        client.authorize("demo-bank", "").await.unwrap();
         let response = client
             .get_with("/v1/products", &[("x-test-panic", "1")])
             .await

@@ -29,6 +29,10 @@ async fn sample_partner_is_served_over_http1_and_http2() {
             .connect(&gateway.partner_cert("demo-bank"), alpn)
             .await
             .unwrap();
+        client
+            .authorize("demo-bank", "products:read")
+            .await
+            .unwrap();
         let response = client.get("/v1/products?limit=2").await.unwrap();
         assert_eq!(response.status, 200, "{alpn:?}: {:?}", response.body);
         assert!(response.json()["products"].is_array());
@@ -109,6 +113,7 @@ async fn several_pins_let_a_partner_rotate_certificates() {
     assert_eq!(reload.status, 200, "{:?}", reload.body);
     for cert in [&old, &new] {
         let mut client = gateway.connect(cert, Alpn::Http2).await.unwrap();
+        client.authorize("bank-b", "").await.unwrap();
         assert_eq!(
             client.get("/v1/products?limit=1").await.unwrap().status,
             200
@@ -171,7 +176,10 @@ async fn partner_suspended_by_config_edit_loses_its_open_connection_within_a_sec
     // Other partners keep their connections; demo-bank's new connections are refused.
     assert!(!fund.is_closed());
     assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 200);
-    let mut again = gateway.client("demo-bank").await;
+    let mut again = gateway
+        .connect(&gateway.partner_cert("demo-bank"), Alpn::Http1)
+        .await
+        .unwrap();
     again
         .get("/v1/products")
         .await
@@ -193,6 +201,8 @@ async fn removing_a_pin_closes_connections_made_with_it() {
     assert_eq!(gateway.reload().await.status, 200);
     let mut on_old = gateway.connect(&old, Alpn::Http1).await.unwrap();
     let mut on_new = gateway.connect(&new, Alpn::Http1).await.unwrap();
+    on_old.authorize("bank-b", "").await.unwrap();
+    on_new.authorize("bank-b", "").await.unwrap();
     assert_eq!(
         on_old.get("/v1/products?limit=1").await.unwrap().status,
         200

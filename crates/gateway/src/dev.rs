@@ -56,7 +56,10 @@ fn print_banner(certs: &Path, partner: SocketAddr, admin: SocketAddr, admin_toke
          \n  admin listener    http://{admin}\
          \n  admin token       {admin_token}\
          \n\nTry it as demo-bank:\n\n  \
-         curl --cacert {certs}/ca.pem --cert {certs}/partners/demo-bank.pem \\\n       \
-         --key {certs}/partners/demo-bank-key.pem https://localhost:{port}/v1/products?limit=2\n"
+         MTLS=\"--cacert {certs}/ca.pem --cert {certs}/partners/demo-bank.pem --key {certs}/partners/demo-bank-key.pem\"\n  \
+         TOKEN=$(curl -sS $MTLS https://localhost:{port}/oauth2/token \\\n    \
+         -d grant_type=client_credentials -d client_id=demo-bank -d 'scope=products:read tags:read' \\\n    \
+         | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n  \
+         curl -sS $MTLS -H \"Authorization: Bearer $TOKEN\" 'https://localhost:{port}/v1/products?limit=2'\n"
     );
 }

@@ -118,12 +118,11 @@ pub(crate) async fn serve(
     .map_err(|e| anyhow::anyhow!("admin credential: {e}"))?;
     let partner_addr = partner_addr.unwrap_or(prepared.config.gateway.partner_listener.addr);
     let admin_addr = admin_addr.unwrap_or(prepared.config.gateway.admin_listener.addr);
-    let state = Arc::new(GatewayState::new(
-        dir.clone(),
-        overrides,
-        prepared,
-        admin_token,
-    ));
+    let state = Arc::new(
+        GatewayState::start(dir.clone(), overrides, prepared, admin_token)
+            .await
+            .context("start the gateway")?,
+    );
 
     let partner = TcpListener::bind(partner_addr)
         .await

@@ -212,6 +212,12 @@ async fn reload(state: &GatewayState) -> Response<Body> {
                         detail: line.to_owned(),
                     })
                     .collect(),
+                PrepareError::SigningKey { .. } => {
+                    vec![Violation {
+                        pointer: String::new(),
+                        detail: err.to_string(),
+                    }]
+                }
                 PrepareError::Tls(tls) => {
                     vec![Violation {
                         pointer: String::new(),

@@ -7,7 +7,10 @@ use http::header::{self, HeaderMap};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use gateway_core::{InteractionId, Problem, ProblemType, Route, TraceContext};
+use gateway_auth::ClientRegistration;
+use gateway_core::{
+    InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, Route, TraceContext,
+};
 
 use crate::body::{Body, BodyError, BoxError, read_limited};
 use crate::partner::ConfigSnapshot;
@@ -49,6 +52,13 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, HandlerError> {
     match route {
+        Route::Token | Route::Revoke => oauth(state, route, req).await,
+        Route::Jwks => Ok(state.tokens.issuer().jwks_response()),
+        Route::Metadata => {
+            let issuer = state.tokens.issuer();
+            let base = issuer.settings().issuer.clone();
+            Ok(issuer.metadata_response(&base))
+        }
         Route::CustomerTags => {
             let path = format!("/customers/{}/tags", param.unwrap_or_default());
             proxy(state, Upstream::Tags, &path, req).await
@@ -68,6 +78,70 @@ pub async fn handle(
             .with_detail("this route is not available yet")
             .into()),
     }
+}
+
+/// `POST /oauth2/token` and `POST /oauth2/revoke`: the client is the partner the connection's
+/// certificate belongs to (RFC 8705 `tls_client_auth`).
+async fn oauth(
+    state: &Arc<GatewayState>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HandlerError> {
+    let config = snapshot(&req)?;
+    let peer = req
+        .extensions()
+        .get::<PeerIdentity>()
+        .cloned()
+        .ok_or_else(|| HandlerError::Failed("request reached a handler without a peer".into()))?;
+    let registration = req
+        .extensions()
+        .get::<PartnerContext>()
+        .and_then(|p| config.0.partner(&p.partner))
+        .map(|p| ClientRegistration {
+            partner: p.id.clone(),
+            client_id: p.client_id.clone(),
+            scopes: p.scopes,
+            active: p.is_active(),
+        });
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = config
+        .0
+        .gateway
+        .http
+        .max_body_bytes
+        .min(gateway_auth::MAX_FORM_LEN);
+    let body = read_body(req.into_body(), limit).await?;
+    let now = state.now();
+    Ok(match route {
+        Route::Token => match state.tokens.issuer().token_request(
+            &body,
+            content_type.as_deref(),
+            &peer,
+            registration.as_ref(),
+            now,
+        ) {
+            Ok(token) => token.into_response(),
+            Err(err) => err.into_response(),
+        },
+        _ => match state
+            .tokens
+            .revoke_request(
+                &body,
+                content_type.as_deref(),
+                &peer,
+                registration.as_ref(),
+                now,
+            )
+            .await
+        {
+            Ok(revocation) => revocation.into_response(),
+            Err(err) => err.into_response(),
+        },
+    })
 }
 
 /// Forwards a bodiless request to an upstream and relays the answer.

@@ -31,4 +31,4 @@ pub mod server;
 pub mod state;
 
 pub use body::{Body, BoxError};
-pub use state::{GatewayState, Overrides, PrepareError, Prepared, prepare};
+pub use state::{GatewayState, Overrides, PrepareError, Prepared, StartError, prepare};

@@ -1,10 +1,11 @@
 //! The partner stack: identification, routing, load shedding and dispatch to handlers.
 //!
 //! ```text
-//!  request ─▶ Rescue ─▶ InteractionId ─▶ Observe ─▶ Shed ─▶ Identify ─▶ [RequireToken]
-//!             (panics,   (id + trace on   (metrics   (503     (partner,     ─▶ [RateLimit]
-//!              errors →   everything)      and log)   before    route;         ─▶ Dispatch
-//!              problems)                              work)     403/400/404/405)
+//!  request ─▶ Rescue ─▶ InteractionId ─▶ Observe ─▶ Shed ─▶ Identify ─▶ RequireToken
+//!             (panics,   (id + trace on   (metrics   (503     (partner,     (token bound to
+//!              errors →   everything)      and log)   before    route;       this certificate,
+//!              problems)                              work)     403/400/      scope; 401/403)
+//!                                                               404/405)      ─▶ Dispatch
 //! ```
 //!
 //! Each line of [`partner_service`] is one concern, in request order.
@@ -31,6 +32,8 @@ use gateway_core::route::{self, Routed};
 use gateway_core::{InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, RouteMatch};
 
 use crate::body::{Body, BoxError};
+use gateway_auth::RequireTokenLayer;
+
 use crate::edge::{InteractionIdLayer, RescueLayer};
 use crate::handlers;
 use crate::state::GatewayState;
@@ -58,6 +61,7 @@ pub fn partner_service(
         .layer(ObserveLayer::new(state.clone())) // sees the final status of everything below
         .layer(ShedLayer::new(state.clone())) // refuse before doing work when overloaded
         .layer(IdentifyLayer::new(state.clone(), peer)) // PartnerContext + RouteMatch for all below
+        .layer(RequireTokenLayer::new(state.tokens.clone()).with_clock(state.clock.clone())) // needs PeerIdentity, PartnerContext, RouteMatch
         .service(Dispatch { state })
 }
 

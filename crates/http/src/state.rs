@@ -55,6 +55,14 @@ pub enum PrepareError {
     /// The TLS material named by the files is unusable.
     #[error("partner listener TLS: {0}")]
     Tls(#[from] gateway_tls::TlsError),
+    /// A token signing key named by `oauth.signing_keys` is unusable.
+    #[error("oauth.signing_keys: {file}: {cause}")]
+    SigningKey {
+        /// The key file.
+        file: String,
+        /// What is wrong.
+        cause: String,
+    },
 }
 
 /// A configuration ready to be put in force.
@@ -64,6 +72,8 @@ pub struct Prepared {
     pub config: Arc<Config>,
     /// The partner listener's TLS configuration built from it.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The authorization server built from it (settings and signing keys).
+    pub issuer: Arc<gateway_auth::Issuer>,
 }
 
 /// Loads and checks everything a configuration directory names, without binding anything.
@@ -82,10 +92,75 @@ pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, PrepareErr
         &listener.client_ca,
         min,
     )?;
+    let issuer = issuer(&config)?;
     Ok(Prepared {
         config: Arc::new(config),
         tls,
+        issuer,
     })
+}
+
+/// Reads the signing keys and builds the authorization server of a configuration.
+fn issuer(config: &Config) -> Result<Arc<gateway_auth::Issuer>, PrepareError> {
+    let oauth = &config.gateway.oauth;
+    let mut files = Vec::with_capacity(oauth.signing_keys.len());
+    for key in &oauth.signing_keys {
+        let pem = std::fs::read(&key.private_key).map_err(|e| PrepareError::SigningKey {
+            file: key.private_key.display().to_string(),
+            cause: e.to_string(),
+        })?;
+        files.push(gateway_auth::SigningKeyFile {
+            kid: key.kid.clone(),
+            algorithm: match key.algorithm {
+                gateway_config::SigningAlgorithm::Es256 => gateway_auth::SigningAlgorithm::Es256,
+                gateway_config::SigningAlgorithm::EdDsa => gateway_auth::SigningAlgorithm::EdDsa,
+            },
+            pem,
+            status: match key.status {
+                gateway_config::KeyStatus::Active => gateway_auth::KeyStatus::Active,
+                gateway_config::KeyStatus::Next => gateway_auth::KeyStatus::Next,
+                gateway_config::KeyStatus::Retired => gateway_auth::KeyStatus::Retired,
+            },
+        });
+    }
+    let keys = gateway_auth::KeySet::load(&files).map_err(|e| PrepareError::SigningKey {
+        file: "gateway.yaml".into(),
+        cause: e.to_string(),
+    })?;
+    let settings = gateway_auth::IssuerSettings {
+        issuer: oauth.issuer.clone(),
+        audience: oauth.audience.clone(),
+        lifetime: oauth.token_lifetime,
+        leeway: oauth.leeway,
+    };
+    Ok(gateway_auth::Issuer::new(settings, keys))
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The state store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] gateway_store::StoreError),
+}
+
+fn store_config(config: &Config) -> gateway_store::StoreConfig {
+    match &config.gateway.store {
+        gateway_config::StoreSettings::Embedded { path } => {
+            gateway_store::StoreConfig::Embedded { path: path.clone() }
+        }
+        gateway_config::StoreSettings::Redis {
+            urls,
+            cluster,
+            timeout,
+            key_prefix,
+        } => gateway_store::StoreConfig::Redis {
+            urls: urls.clone(),
+            cluster: *cluster,
+            timeout: *timeout,
+            key_prefix: key_prefix.clone(),
+        },
+    }
 }
 
 /// State shared by the listeners and every request.
@@ -103,6 +178,12 @@ pub struct GatewayState {
     pub upstream: UpstreamClient,
     /// The admin bearer token.
     admin_token: ArcSwap<String>,
+    /// Shared state: consents, revocations, idempotency keys, referral counters.
+    pub store: gateway_store::Store,
+    /// Verifies access tokens (and holds the authorization server in force).
+    pub tokens: gateway_auth::TokenVerifier<gateway_store::Store>,
+    /// Where "now" comes from (tokens, consents, campaigns).
+    pub clock: Arc<dyn gateway_core::time::Clock>,
     reload_lock: tokio::sync::Mutex<()>,
     next_connection: AtomicU64,
     /// Partner requests being served (load shedding).
@@ -136,17 +217,35 @@ pub struct Reloaded {
 }
 
 impl GatewayState {
-    /// State for a prepared configuration loaded from `dir`.
-    pub fn new(
+    /// Opens the state store and builds the state for a prepared configuration loaded from
+    /// `dir`, with the system clock.
+    pub async fn start(
         dir: PathBuf,
         overrides: Overrides,
         prepared: Prepared,
         admin_token: String,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
+        let clock = Arc::new(gateway_core::time::SystemClock);
+        Self::start_with_clock(dir, overrides, prepared, admin_token, clock).await
+    }
+
+    /// As [`GatewayState::start`], with an injected clock (tests move time instead of waiting).
+    pub async fn start_with_clock(
+        dir: PathBuf,
+        overrides: Overrides,
+        prepared: Prepared,
+        admin_token: String,
+        clock: Arc<dyn gateway_core::time::Clock>,
+    ) -> Result<Self, StartError> {
+        let store = gateway_store::Store::open(store_config(&prepared.config)).await?;
+        let tokens = gateway_auth::TokenVerifier::builder(prepared.issuer.clone(), store.clone())
+            .notifications(store.subscribe())
+            .cache_capacity(100_000)
+            .build();
         let upstreams = &prepared.config.gateway.upstreams;
         let upstream =
             UpstreamClient::new(upstreams.connect_timeout, upstreams.pool_max_idle_per_host);
-        GatewayState {
+        Ok(GatewayState {
             dir,
             overrides,
             config: ArcSwap::new(prepared.config),
@@ -155,12 +254,15 @@ impl GatewayState {
             metrics: Metrics::new(),
             upstream,
             admin_token: ArcSwap::new(Arc::new(admin_token)),
+            store,
+            tokens,
+            clock,
             reload_lock: tokio::sync::Mutex::new(()),
             next_connection: AtomicU64::new(1),
             in_flight: Arc::default(),
             #[cfg(feature = "test-util")]
             handler_hook: std::sync::OnceLock::new(),
-        }
+        })
     }
 
     /// The configuration in force.
@@ -171,6 +273,11 @@ impl GatewayState {
     /// The TLS configuration in force (new handshakes use it).
     pub fn tls(&self) -> Arc<rustls::ServerConfig> {
         self.tls.load_full()
+    }
+
+    /// The current time.
+    pub fn now(&self) -> gateway_core::time::UnixTime {
+        self.clock.now()
     }
 
     /// The admin bearer token in force.
@@ -226,6 +333,12 @@ impl GatewayState {
         let old = self.config.load_full();
         let changes = gateway_config::diff(&old, &prepared.config);
         self.tls.store(prepared.tls);
+        if self.tokens.issuer().settings() != prepared.issuer.settings()
+            || self.tokens.issuer().keys().jwks() != prepared.issuer.keys().jwks()
+            || self.tokens.issuer().keys().active_kid() != prepared.issuer.keys().active_kid()
+        {
+            self.tokens.set_issuer(prepared.issuer);
+        }
         self.config.store(prepared.config.clone());
         if let Ok(token) = admin_token {
             self.admin_token.store(Arc::new(token));
