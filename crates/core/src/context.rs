@@ -195,7 +195,11 @@ mod tests {
         let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let (trace, flags) = TraceContext::parse_traceparent(header).unwrap();
         assert_eq!(flags, 1);
-        let ctx = TraceContext { trace_id: trace, span_id: [1; 8], flags };
+        let ctx = TraceContext {
+            trace_id: trace,
+            span_id: [1; 8],
+            flags,
+        };
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(
             ctx.traceparent(),

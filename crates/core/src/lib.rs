@@ -21,10 +21,10 @@ pub mod route;
 pub mod scope;
 pub mod time;
 
-pub use fields::{FieldCatalogue, FieldSpec, MaskRule, Tier};
 pub use context::{
     Fingerprint, InteractionId, PartnerContext, PeerIdentity, TokenClaims, TraceContext,
 };
+pub use fields::{FieldCatalogue, FieldSpec, MaskRule, Tier};
 pub use ids::{CampaignId, ClientId, ConsentId, CustomerId, CustomerRef, IdError, PartnerId};
 pub use problem::{Problem, ProblemType, Violation};
 pub use route::{PathError, Route, RouteMatch};

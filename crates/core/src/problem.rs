@@ -163,7 +163,12 @@ pub struct Problem {
 impl Problem {
     /// A problem of `kind` without detail.
     pub fn new(kind: ProblemType) -> Self {
-        Problem { kind, detail: None, errors: Vec::new(), extensions: Vec::new() }
+        Problem {
+            kind,
+            detail: None,
+            errors: Vec::new(),
+            extensions: Vec::new(),
+        }
     }
 
     /// Adds a detail line.
@@ -239,7 +244,10 @@ pub fn problem_response<B: From<bytes::Bytes>>(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(crate::PROBLEM_JSON),
     );
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     if let Some(id) = interaction_id {
         // Interaction ids are restricted to header-safe characters when parsed or minted.
         if let Ok(value) = http::HeaderValue::from_str(id.as_str()) {
@@ -261,7 +269,10 @@ mod tests {
         for kind in ProblemType::ALL {
             assert!(slugs.insert(kind.slug()), "duplicate slug {}", kind.slug());
             let status = kind.status();
-            assert!(status.is_client_error() || status.is_server_error(), "{kind:?}");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{kind:?}"
+            );
             assert!(!kind.title().is_empty());
             assert!(crate::ids::is_slug(kind.slug()), "{}", kind.slug());
         }
@@ -271,7 +282,11 @@ mod tests {
     fn every_problem_type_is_in_the_openapi_spec() {
         let spec = include_str!("../../../schemas/openapi.yaml");
         for kind in ProblemType::ALL {
-            assert!(spec.contains(&kind.type_uri()), "{} missing from schemas/openapi.yaml", kind.slug());
+            assert!(
+                spec.contains(&kind.type_uri()),
+                "{} missing from schemas/openapi.yaml",
+                kind.slug()
+            );
         }
     }
 
@@ -279,9 +294,15 @@ mod tests {
     fn renders_rfc9457_members() {
         let p = Problem::new(ProblemType::ValidationFailed)
             .with_detail("2 violations")
-            .with_errors(vec![Violation { pointer: "/campaign_id".into(), detail: "required".into() }]);
+            .with_errors(vec![Violation {
+                pointer: "/campaign_id".into(),
+                detail: "required".into(),
+            }]);
         let v: serde_json::Value = serde_json::from_slice(&p.to_json(Some("urn:uuid:1"))).unwrap();
-        assert_eq!(v["type"], "https://partner-gateway.dev/problems/validation-failed");
+        assert_eq!(
+            v["type"],
+            "https://partner-gateway.dev/problems/validation-failed"
+        );
         assert_eq!(v["status"], 400);
         assert_eq!(v["instance"], "urn:uuid:1");
         assert_eq!(v["errors"][0]["pointer"], "/campaign_id");

@@ -165,7 +165,10 @@ impl Route {
 
     /// Whether the route accepts a request body.
     pub const fn takes_body(self) -> bool {
-        matches!(self, Route::Token | Route::Revoke | Route::IssueReferralCode)
+        matches!(
+            self,
+            Route::Token | Route::Revoke | Route::IssueReferralCode
+        )
     }
 }
 
@@ -303,7 +306,10 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(check_path(path), Err(want), "{path}");
         }
-        assert_eq!(check_path(&format!("/{}", "a".repeat(600))), Err(PathError::TooLong));
+        assert_eq!(
+            check_path(&format!("/{}", "a".repeat(600))),
+            Err(PathError::TooLong)
+        );
     }
 
     proptest::proptest! {

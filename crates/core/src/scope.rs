@@ -111,7 +111,11 @@ impl ScopeSet {
                 None => unknown.push(name.chars().take(64).collect()),
             }
         }
-        if unknown.is_empty() { Ok(set) } else { Err(unknown) }
+        if unknown.is_empty() {
+            Ok(set)
+        } else {
+            Err(unknown)
+        }
     }
 }
 
@@ -158,7 +162,9 @@ mod tests {
     #[test]
     fn subset_and_intersection() {
         let a: ScopeSet = [Scope::TagsRead].into_iter().collect();
-        let b: ScopeSet = [Scope::TagsRead, Scope::ReferralsRead].into_iter().collect();
+        let b: ScopeSet = [Scope::TagsRead, Scope::ReferralsRead]
+            .into_iter()
+            .collect();
         assert!(a.is_subset(b) && !b.is_subset(a));
         assert_eq!(a.intersect(b), a);
     }

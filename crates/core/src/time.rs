@@ -112,8 +112,7 @@ pub fn parse_rfc3339(text: &str) -> Option<UnixTime> {
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
-    {
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let mut rest = &text[19..];
@@ -141,7 +140,9 @@ pub fn parse_rfc3339(text: &str) -> Option<UnixTime> {
         }
     };
     let days = days_from_civil(y, mo, d);
-    Some(UnixTime(days * 86_400 + h * 3600 + mi * 60 + s.min(59) - offset))
+    Some(UnixTime(
+        days * 86_400 + h * 3600 + mi * 60 + s.min(59) - offset,
+    ))
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -188,7 +189,10 @@ mod tests {
             parse_rfc3339("2027-06-30T00:00:00Z"),
             Some(UnixTime(1_814_313_600))
         );
-        assert_eq!(format_rfc3339(UnixTime(1_814_313_600)), "2027-06-30T00:00:00Z");
+        assert_eq!(
+            format_rfc3339(UnixTime(1_814_313_600)),
+            "2027-06-30T00:00:00Z"
+        );
         assert_eq!(
             parse_rfc3339("2027-06-30T08:00:00.123+08:00"),
             Some(UnixTime(1_814_313_600))
