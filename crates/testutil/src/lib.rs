@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 /// callers that spawn servers on it retry on collision.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    listener.local_addr().expect("local_addr of a bound listener").port()
+    listener
+        .local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
 }
 
 /// A `redis-server` child process owned by a test.
@@ -42,7 +45,12 @@ impl RedisServer {
     pub fn start_with(extra_args: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut server = RedisServer { child: None, port: 0, dir, extra_args };
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            extra_args,
+        };
         // The port can be taken between free_port() and redis-server's bind: retry.
         for _ in 0..20 {
             server.port = free_port();
