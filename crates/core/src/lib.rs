@@ -17,6 +17,7 @@ pub mod hex;
 pub mod ids;
 pub mod partner;
 pub mod problem;
+pub mod referral;
 pub mod route;
 pub mod scope;
 pub mod time;
