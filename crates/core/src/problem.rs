@@ -239,6 +239,10 @@ pub fn problem_response<B: From<bytes::Bytes>>(
     let body = problem.to_json(instance.as_deref());
     let mut response = http::Response::new(B::from(bytes::Bytes::from(body)));
     *response.status_mut() = problem.status();
+    // Every refusal tells the audit layer why, whichever layer made it.
+    response
+        .extensions_mut()
+        .insert(crate::audit::AuditRefusal::new(problem.kind));
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,

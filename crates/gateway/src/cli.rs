@@ -46,6 +46,11 @@ pub(crate) enum Command {
         #[arg(long, default_value = "127.0.0.1:8600")]
         addr: SocketAddr,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Generate the dev PKI (CA, server certificate, sample partner certificates).
     Pki {
         /// Output directory.
@@ -64,6 +69,27 @@ pub(crate) enum ConfigCommand {
         /// The configuration directory.
         #[arg(long, default_value = "partner-config")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check the hash chain and signed checkpoints of an audit directory: exit 0 when intact,
+    /// 1 at the first break (file, offset, record).
+    Verify {
+        /// The audit directory (e.g. `data/audit`).
+        dir: PathBuf,
+        /// The checkpoint public key (PEM, as printed by `audit public-key`).
+        #[arg(long, conflicts_with = "config")]
+        public_key: Option<PathBuf>,
+        /// Take the checkpoint key from this configuration directory's `audit.checkpoint_key`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the public key of a checkpoint signing key, for verifiers.
+    PublicKey {
+        /// The Ed25519 PKCS#8 PEM private key (`audit.checkpoint_key`).
+        key: PathBuf,
     },
 }
 

@@ -1,6 +1,7 @@
 //! `partner-gateway`: the binary. Parses the command line, loads configuration, binds the
 //! listeners and runs them; everything else lives in the library crates.
 
+mod audit;
 mod cli;
 mod dev;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => config_check(&config),
+        Command::Audit { command } => audit::run(command),
         command => {
             init_logging(cli.log_format.unwrap_or(match command {
                 Command::Dev { .. } => LogFormat::Text,
@@ -87,7 +89,9 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             println!("dev PKI written to {}", out.display());
             Ok(())
         }
-        Command::Config { .. } => unreachable!("handled before the runtime starts"),
+        Command::Config { .. } | Command::Audit { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

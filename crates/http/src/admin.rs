@@ -184,6 +184,21 @@ async fn readiness(state: &GatewayState) -> Response<Body> {
     }
     checks.insert("config".into(), json!("loaded"));
     checks.insert("tls".into(), json!("loaded"));
+    let audit = state.audit.is_healthy();
+    ready &= audit;
+    checks.insert(
+        "audit".into(),
+        json!(if audit { "durable" } else { "failing" }),
+    );
+    let store = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    ready &= store;
+    checks.insert(
+        format!("store ({})", state.store.backend_name()),
+        json!(if store { "up" } else { "down" }),
+    );
     let status = if ready {
         StatusCode::OK
     } else {

@@ -26,13 +26,16 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::info;
 
+use gateway_audit::AuditLayer;
+use gateway_auth::RequireTokenLayer;
 use gateway_config::Config;
 use gateway_core::problem::problem_response;
 use gateway_core::route::{self, Routed};
-use gateway_core::{InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, RouteMatch};
+use gateway_core::{
+    InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, RouteMatch, TokenClaims,
+};
 
 use crate::body::{Body, BoxError};
-use gateway_auth::RequireTokenLayer;
 
 use crate::edge::{InteractionIdLayer, RescueLayer};
 use crate::handlers;
@@ -55,12 +58,22 @@ pub fn partner_service(
 > + Clone
 + Send
 + 'static {
+    let identity = peer.clone();
     ServiceBuilder::new()
         .layer(RescueLayer::new()) // outermost: anything that escapes becomes problem+json
         .layer(InteractionIdLayer::new()) // before everything that can answer, so all carry the id
+        .map_request(move |mut req: Request<Incoming>| {
+            // The connection's certificate, for the audit record of every request.
+            req.extensions_mut().insert(peer.clone());
+            req
+        })
+        .layer(AuditLayer::new(
+            state.audit.clone(),
+            state.audit_hasher.clone(),
+        )) // sees every final status; holds the response until its record is durable
         .layer(ObserveLayer::new(state.clone())) // sees the final status of everything below
         .layer(ShedLayer::new(state.clone())) // refuse before doing work when overloaded
-        .layer(IdentifyLayer::new(state.clone(), peer)) // PartnerContext + RouteMatch for all below
+        .layer(IdentifyLayer::new(state.clone(), identity)) // PartnerContext + RouteMatch for all below
         .layer(RequireTokenLayer::new(state.tokens.clone()).with_clock(state.clock.clone())) // needs PeerIdentity, PartnerContext, RouteMatch
         .service(Dispatch { state })
 }
@@ -481,6 +494,8 @@ impl Service<Request<Incoming>> for Dispatch {
                     id.as_ref(),
                 ));
             };
+            // Copied to the response for the audit record (set inside the audit layer).
+            let claims = req.extensions().get::<TokenClaims>().cloned();
             // A panicking handler answers 500 here, inside the audit and metrics layers, so
             // the request is recorded like any other; the connection and process go on.
             let handled = AssertUnwindSafe(async {
@@ -500,7 +515,7 @@ impl Service<Request<Incoming>> for Dispatch {
                     return Ok(crate::edge::panic_response(&panic, id.as_ref()));
                 }
             };
-            Ok(match result {
+            let mut response = match result {
                 Ok(response) => response,
                 Err(handlers::HandlerError::Problem(problem)) => {
                     let mut response = problem_response::<Body>(&problem, id.as_ref());
@@ -522,7 +537,11 @@ impl Service<Request<Incoming>> for Dispatch {
                     }
                     crate::edge::error_response(&err, id.as_ref())
                 }
-            })
+            };
+            if let Some(claims) = claims {
+                response.extensions_mut().insert(claims);
+            }
+            Ok(response)
         })
     }
 }

@@ -18,6 +18,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let partner_task = tokio::spawn(serve_partner(partner, state.clone(), shutdown.clone()));
-    let admin_task = tokio::spawn(serve_admin(admin, state, shutdown));
+    let admin_task = tokio::spawn(serve_admin(admin, state.clone(), shutdown));
     let _ = tokio::join!(partner_task, admin_task);
+    // Listeners are closed: sign a final checkpoint and stop background work.
+    if let Err(err) = state.audit.shutdown().await {
+        tracing::warn!(error = %err, "Audit trail did not shut down cleanly.");
+    }
+    state.background.cancel();
 }

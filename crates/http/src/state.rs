@@ -142,6 +142,63 @@ pub enum StartError {
     /// The state store could not be opened.
     #[error("state store: {0}")]
     Store(#[from] gateway_store::StoreError),
+    /// The audit trail could not be opened.
+    #[error("audit trail: {0}")]
+    Audit(String),
+}
+
+/// Opens the audit writer and the customer-id hasher named by the configuration.
+async fn open_audit(
+    config: &Config,
+) -> Result<(gateway_audit::AuditWriter, gateway_audit::CustomerHasher), StartError> {
+    let settings = &config.gateway.audit;
+    let signer = gateway_audit::CheckpointSigner::from_pem_file(&settings.checkpoint_key)
+        .map_err(|e| StartError::Audit(format!("{}: {e}", settings.checkpoint_key.display())))?;
+    let hasher = gateway_audit::CustomerHasher::from_key_file(&settings.customer_hash_key_file)
+        .map_err(|e| StartError::Audit(e.to_string()))?;
+    let mut writer = gateway_audit::WriterConfig::new(&settings.dir, &config.gateway.instance_id);
+    writer.durability = match settings.mode {
+        gateway_config::AuditMode::Sync => gateway_audit::Durability::Sync,
+        gateway_config::AuditMode::Async => gateway_audit::Durability::Async,
+    };
+    writer.segment_max_bytes = settings.segment_max_bytes;
+    writer.segment_max_age = settings.segment_max_age;
+    writer.checkpoint_interval = settings.checkpoint_interval;
+    writer.signer = Some(Arc::new(signer));
+    let writer = gateway_audit::AuditWriter::open(writer)
+        .await
+        .map_err(|e| StartError::Audit(e.to_string()))?;
+    Ok((writer, hasher))
+}
+
+/// Forwards audit records to the Redis stream named by `audit.forward_stream`, from the
+/// segment files, until `stop` is cancelled.
+fn spawn_forwarder(
+    config: &Config,
+    audit: &gateway_audit::AuditWriter,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), StartError> {
+    let (Some(stream), gateway_config::StoreSettings::Redis { urls, .. }) =
+        (&config.gateway.audit.forward_stream, &config.gateway.store)
+    else {
+        return Ok(());
+    };
+    let Some(url) = urls.first() else {
+        return Ok(());
+    };
+    let sink =
+        gateway_audit::RedisStreamSink::new(url, stream.clone(), &config.gateway.instance_id)
+            .map_err(|e| StartError::Audit(format!("forwarder: {e}")))?;
+    let forwarder = gateway_audit::Forwarder::new(&config.gateway.audit.dir, sink)
+        .map_err(|e| StartError::Audit(format!("forwarder: {e}")))?
+        .follow(audit.durable());
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(err) = forwarder.run(stop.cancelled_owned()).await {
+            tracing::error!(error = %err, "Audit forwarder stopped.");
+        }
+    });
+    Ok(())
 }
 
 fn store_config(config: &Config) -> gateway_store::StoreConfig {
@@ -184,6 +241,12 @@ pub struct GatewayState {
     pub tokens: gateway_auth::TokenVerifier<gateway_store::Store>,
     /// Where "now" comes from (tokens, consents, campaigns).
     pub clock: Arc<dyn gateway_core::time::Clock>,
+    /// The audit trail.
+    pub audit: gateway_audit::AuditWriter,
+    /// Keyed hash of internal customer ids in audit records.
+    pub audit_hasher: gateway_audit::CustomerHasher,
+    /// Cancelled when the gateway stops (background tasks such as the audit forwarder).
+    pub background: tokio_util::sync::CancellationToken,
     reload_lock: tokio::sync::Mutex<()>,
     next_connection: AtomicU64,
     /// Partner requests being served (load shedding).
@@ -242,6 +305,9 @@ impl GatewayState {
             .notifications(store.subscribe())
             .cache_capacity(100_000)
             .build();
+        let (audit, audit_hasher) = open_audit(&prepared.config).await?;
+        let background = tokio_util::sync::CancellationToken::new();
+        spawn_forwarder(&prepared.config, &audit, &background)?;
         let upstreams = &prepared.config.gateway.upstreams;
         let upstream =
             UpstreamClient::new(upstreams.connect_timeout, upstreams.pool_max_idle_per_host);
@@ -257,6 +323,9 @@ impl GatewayState {
             store,
             tokens,
             clock,
+            audit,
+            audit_hasher,
+            background,
             reload_lock: tokio::sync::Mutex::new(()),
             next_connection: AtomicU64::new(1),
             in_flight: Arc::default(),
