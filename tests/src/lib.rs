@@ -164,7 +164,7 @@ impl Builder {
             shutdown.clone(),
         ));
         Ok(TestGateway {
-            root,
+            root: Some(root),
             partner_addr,
             admin_addr,
             state,
@@ -179,7 +179,7 @@ impl Builder {
 /// A gateway served in-process, with its own sandbox, PKI and configuration copy.
 #[derive(Debug)]
 pub struct TestGateway {
-    root: tempfile::TempDir,
+    root: Option<tempfile::TempDir>,
     /// The partner listener.
     pub partner_addr: SocketAddr,
     /// The admin listener.
@@ -205,17 +205,17 @@ impl TestGateway {
 
     /// The temporary root (`partner-config/`, `certs/dev/`, `data/`).
     pub fn root(&self) -> &Path {
-        self.root.path()
+        self.root.as_ref().expect("root kept until drop").path()
     }
 
     /// The configuration directory.
     pub fn config_dir(&self) -> PathBuf {
-        self.root.path().join("partner-config")
+        self.root().join("partner-config")
     }
 
     /// The dev PKI directory.
     pub fn certs_dir(&self) -> PathBuf {
-        self.root.path().join("certs/dev")
+        self.root().join("certs/dev")
     }
 
     /// The dev CA (to issue more client certificates).
@@ -309,13 +309,15 @@ impl TestGateway {
         self.admin(Method::POST, "/admin/v1/reload", None).await
     }
 
-    /// Stops the gateway and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the gateway and waits for it; returns its root directory (configuration, PKI,
+    /// data and audit trail), which lives as long as the returned guard.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
         self.stop_sandbox().await;
+        self.root.take().expect("root kept until stop")
     }
 }
 

@@ -117,6 +117,11 @@ async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Bo
             match (method, p) {
                 (Method::POST, "/admin/v1/reload") => reload(state).await,
                 (Method::GET, "/admin/v1/partners") => partners(state),
+                (Method::GET, "/admin/v1/audit") => audit_search(state, req.uri().query()).await,
+                (Method::GET, p) if access_log_customer(p).is_some() => {
+                    let customer = access_log_customer(p).unwrap_or_default().to_owned();
+                    access_log(state, &customer).await
+                }
                 (_, "/admin/v1/reload") => method_not_allowed("POST"),
                 (_, "/admin/v1/partners") => method_not_allowed("GET"),
                 _ => problem_response(&Problem::new(ProblemType::NotFound), None),
@@ -124,6 +129,110 @@ async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Bo
         }
         (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
         _ => problem_response(&Problem::new(ProblemType::NotFound), None),
+    }
+}
+
+/// `GET /admin/v1/audit?partner=&customer=&from=&to=&decision=&kind=&limit=&cursor=`:
+/// the audit trail, newest first, from the writer's index.
+async fn audit_search(state: &GatewayState, query: Option<&str>) -> Response<Body> {
+    use gateway_audit::{PageCursor, SearchFilter};
+    use gateway_core::audit::{AuditTime, Decision, RecordKind};
+    let mut q = crate::query::Query::parse(
+        query,
+        &[
+            "partner", "customer", "from", "to", "decision", "kind", "limit", "cursor",
+        ],
+    );
+    let filter = SearchFilter {
+        partner: q.parse_with("partner", "a partner id", |v| {
+            gateway_core::PartnerId::parse(v).ok()
+        }),
+        customer_hash: q
+            .parse_with("customer", "an internal customer id", |v| {
+                gateway_core::CustomerId::parse(v).ok()
+            })
+            .map(|id| state.audit_hasher.hash(&id)),
+        from: q.parse_with("from", "an RFC 3339 time", |v| AuditTime::parse(v).ok()),
+        to: q.parse_with("to", "an RFC 3339 time", |v| AuditTime::parse(v).ok()),
+        decision: q.parse_with("decision", "allow or deny", Decision::parse),
+        kind: q.parse_with("kind", "partner_request or admin_change", |v| match v {
+            "partner_request" => Some(RecordKind::PartnerRequest),
+            "admin_change" => Some(RecordKind::AdminChange),
+            _ => None,
+        }),
+    };
+    let limit = q.integer("limit", 1..=500, 50);
+    let cursor = q.parse_with("cursor", "a cursor from a previous page", |v| {
+        PageCursor::parse(v).ok()
+    });
+    if let Err(problem) = q.finish() {
+        return problem_response(&problem, None);
+    }
+    match state.audit.search(filter, cursor, limit).await {
+        Ok(page) => {
+            let records: Vec<_> = page
+                .records
+                .iter()
+                .map(|found| {
+                    let mut value = serde_json::to_value(&found.record).unwrap_or_default();
+                    value["seq"] = json!(found.seq);
+                    value
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"records": records, "next": page.next.map(|c| c.to_string())}),
+            )
+        }
+        Err(err) => {
+            warn!(error = %err, "Audit search failed.");
+            problem_response(&Problem::new(ProblemType::AuditUnavailable), None)
+        }
+    }
+}
+
+fn access_log_customer(path: &str) -> Option<&str> {
+    let customer = path
+        .strip_prefix("/admin/v1/customers/")?
+        .strip_suffix("/access-log")?;
+    (!customer.contains('/')).then_some(customer)
+}
+
+/// `GET /admin/v1/customers/{customer_id}/access-log`: who saw which of this customer's
+/// fields, when, under which consent — the customer's disclosure log.
+async fn access_log(state: &GatewayState, customer: &str) -> Response<Body> {
+    let Ok(customer) = gateway_core::CustomerId::parse(customer) else {
+        return problem_response(&Problem::new(ProblemType::NotFound), None);
+    };
+    match state
+        .audit
+        .access_log(state.audit_hasher.hash(&customer))
+        .await
+    {
+        Ok(disclosures) => {
+            let entries: Vec<_> = disclosures
+                .iter()
+                .map(|d| {
+                    json!({
+                        "time": d.time,
+                        "partner_id": d.partner,
+                        "consent_id": d.consent_id,
+                        "customer_ref": d.customer_ref,
+                        "route": d.route,
+                        "fields_released": d.released,
+                        "fields_withheld": d.withheld,
+                    })
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"customer_id": customer, "disclosures": entries}),
+            )
+        }
+        Err(err) => {
+            warn!(error = %err, "Access log failed.");
+            problem_response(&Problem::new(ProblemType::AuditUnavailable), None)
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod listener;
 pub mod metrics;
 pub mod partner;
 pub mod proxy;
+pub mod query;
 pub mod registry;
 pub mod server;
 pub mod state;
