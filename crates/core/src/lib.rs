@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod consent;
 pub mod context;
 pub mod fields;
 pub mod hex;
