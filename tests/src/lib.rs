@@ -77,6 +77,7 @@ pub struct Builder {
     replacements: Vec<(String, String)>,
     files: Vec<(PathBuf, String)>,
     clock: Arc<dyn Clock>,
+    peer_of: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -85,6 +86,7 @@ impl Default for Builder {
             replacements: Vec::new(),
             files: Vec::new(),
             clock: Arc::new(SystemClock),
+            peer_of: None,
         }
     }
 }
@@ -99,6 +101,23 @@ impl Builder {
     /// Writes a file under `partner-config/` (e.g. `partners/bank-b.yaml`).
     pub fn file(mut self, path: &str, contents: &str) -> Self {
         self.files.push((PathBuf::from(path), contents.to_owned()));
+        self
+    }
+
+    /// Uses the store at `redis_url` (every instance sharing it forms a cluster) with
+    /// `instances` gateways sharing each quota.
+    pub fn redis(self, redis_url: &str, instances: u32) -> Self {
+        self.gateway_yaml(
+            "backend: embedded\n  path: ../data/state.redb",
+            &format!("backend: redis\n  urls: [\"{redis_url}\"]"),
+        )
+        .gateway_yaml("instances: 1 ", &format!("instances: {instances} "))
+    }
+
+    /// Joins the cluster of `other`: the same PKI, token signing keys, secrets and admin
+    /// token (each instance keeps its own audit trail and embedded files).
+    pub fn peer_of(mut self, other: &TestGateway) -> Self {
+        self.peer_of = Some(other.root().to_owned());
         self
     }
 
@@ -117,6 +136,16 @@ impl Builder {
         init();
         let root = tempfile::tempdir()?;
         prepare_root(root.path())?;
+        if let Some(peer) = &self.peer_of {
+            std::fs::remove_dir_all(root.path().join("certs/dev"))?;
+            copy_dir(&peer.join("certs/dev"), &root.path().join("certs/dev"))?;
+            std::fs::remove_dir_all(root.path().join("data/keys"))?;
+            copy_dir(&peer.join("data/keys"), &root.path().join("data/keys"))?;
+            std::fs::copy(
+                peer.join("data/admin.token"),
+                root.path().join("data/admin.token"),
+            )?;
+        }
         let sandbox = gateway_sandbox::start("127.0.0.1:0".parse()?).await?;
         let config_dir = root.path().join("partner-config");
         let gateway_yaml = config_dir.join("gateway.yaml");

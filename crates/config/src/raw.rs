@@ -201,7 +201,7 @@ pub(crate) enum RawBackend {
 }
 
 /// Redis store defaults (applied when the backend is `redis`).
-pub(crate) const DEFAULT_REDIS_TIMEOUT_MS: u64 = 20;
+pub(crate) const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
 pub(crate) const DEFAULT_REDIS_KEY_PREFIX: &str = "pgw";
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -95,7 +95,9 @@ async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Bo
         (Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (Method::GET, "/readyz") => readiness(state).await,
         (Method::GET, "/metrics") => {
-            let mut response = Response::new(Body::from(state.metrics.render()));
+            let mut text = state.metrics.render();
+            limiter_metrics(&mut text, &state.limiter.metrics().snapshot());
+            let mut response = Response::new(Body::from(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(
@@ -234,6 +236,66 @@ async fn access_log(state: &GatewayState, customer: &str) -> Response<Body> {
             problem_response(&Problem::new(ProblemType::AuditUnavailable), None)
         }
     }
+}
+
+/// Appends the rate limiter's counters (kept as atomics in its crate) in OpenMetrics text,
+/// before the closing `# EOF`.
+fn limiter_metrics(text: &mut String, snapshot: &gateway_ratelimit::MetricsSnapshot) {
+    use std::fmt::Write as _;
+    let eof = text.rfind("# EOF").unwrap_or(text.len());
+    let mut extra = String::new();
+    let _ = writeln!(
+        extra,
+        "# HELP pgw_ratelimit_decisions Rate-limit decisions by tier and outcome."
+    );
+    let _ = writeln!(extra, "# TYPE pgw_ratelimit_decisions counter");
+    for (tier, outcome, count) in snapshot.iter_decisions() {
+        let _ = writeln!(
+            extra,
+            "pgw_ratelimit_decisions_total{{tier=\"{}\",outcome=\"{}\"}} {count}",
+            tier.as_str(),
+            outcome.as_str()
+        );
+    }
+    for (name, help, value) in [
+        (
+            "redis_calls",
+            "Cluster decisions sent to Redis.",
+            snapshot.redis_calls,
+        ),
+        (
+            "redis_errors",
+            "Cluster decisions that failed.",
+            snapshot.redis_errors,
+        ),
+        (
+            "redis_timeouts",
+            "Cluster decisions that timed out.",
+            snapshot.redis_timeouts,
+        ),
+        (
+            "breaker_opened",
+            "Times the Redis circuit breaker opened.",
+            snapshot.breaker_opened,
+        ),
+        (
+            "breaker_closed",
+            "Times the Redis circuit breaker closed.",
+            snapshot.breaker_closed,
+        ),
+    ] {
+        let _ = writeln!(extra, "# HELP pgw_ratelimit_{name} {help}");
+        let _ = writeln!(extra, "# TYPE pgw_ratelimit_{name} counter");
+        let _ = writeln!(extra, "pgw_ratelimit_{name}_total {value}");
+    }
+    let _ = writeln!(
+        extra,
+        "# HELP pgw_ratelimit_breaker_open Whether the Redis breaker is open (1) or not."
+    );
+    let _ = writeln!(extra, "# TYPE pgw_ratelimit_breaker_open gauge");
+    let open = u8::from(snapshot.breaker_state != gateway_ratelimit::BreakerState::Closed);
+    let _ = writeln!(extra, "pgw_ratelimit_breaker_open {open}");
+    text.insert_str(eof, &extra);
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -8,7 +8,8 @@
 //! - [`partner`]: the partner stack, assembled in one function, in request order:
 //!
 //! ```text
-//!  Rescue ─▶ InteractionId ─▶ Observe ─▶ Shed ─▶ Identify ─▶ Dispatch ─▶ handlers
+//!  Rescue ─▶ InteractionId ─▶ Audit ─▶ Observe ─▶ Shed ─▶ Identify ─▶ RequireToken
+//!         ─▶ RateLimit ─▶ Dispatch ─▶ handlers
 //! ```
 //!
 //! - [`handlers`]: one function per route; [`proxy`]: the pooled upstream client.

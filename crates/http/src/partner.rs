@@ -1,11 +1,11 @@
 //! The partner stack: identification, routing, load shedding and dispatch to handlers.
 //!
 //! ```text
-//!  request ─▶ Rescue ─▶ InteractionId ─▶ Observe ─▶ Shed ─▶ Identify ─▶ RequireToken
-//!             (panics,   (id + trace on   (metrics   (503     (partner,     (token bound to
-//!              errors →   everything)      and log)   before    route;       this certificate,
-//!              problems)                              work)     403/400/      scope; 401/403)
-//!                                                               404/405)      ─▶ Dispatch
+//!  Rescue ─▶ InteractionId ─▶ Audit ─▶ Observe ─▶ Shed ─▶ Identify ─▶ RequireToken ─▶ RateLimit ─▶ Dispatch
+//!  panics,    id + trace on    durable   metrics,   503     partner,    token bound to   per partner   handler
+//!  errors →   every response   record    log line   first   route;      this cert,       and route;    by route
+//!  problems                    per req                      403/400/    scope;           429 +
+//!                                                           404/405     401/403          headers
 //! ```
 //!
 //! Each line of [`partner_service`] is one concern, in request order.
@@ -34,6 +34,7 @@ use gateway_core::route::{self, Routed};
 use gateway_core::{
     InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, RouteMatch, TokenClaims,
 };
+use gateway_ratelimit::RateLimitLayer;
 
 use crate::body::{Body, BoxError};
 
@@ -59,22 +60,36 @@ pub fn partner_service(
 + Send
 + 'static {
     let identity = peer.clone();
+    let limits = state.clone();
+    let lookup = move |partner: &gateway_core::PartnerId, route: gateway_core::Route| {
+        crate::state::limit_for(&limits.config(), partner, route)
+    };
     ServiceBuilder::new()
-        .layer(RescueLayer::new()) // outermost: anything that escapes becomes problem+json
-        .layer(InteractionIdLayer::new()) // before everything that can answer, so all carry the id
+        // Outermost: anything that escapes below becomes problem+json.
+        .layer(RescueLayer::new())
+        // Before everything that can answer, so every response and record carries the id.
+        .layer(InteractionIdLayer::new())
+        // The connection's certificate, for the audit record of every request.
         .map_request(move |mut req: Request<Incoming>| {
-            // The connection's certificate, for the audit record of every request.
             req.extensions_mut().insert(peer.clone());
             req
         })
+        // Sees every final status below; in sync mode holds the response until its record
+        // is durable, and answers 503 instead when it cannot be.
         .layer(AuditLayer::new(
             state.audit.clone(),
             state.audit_hasher.clone(),
-        )) // sees every final status; holds the response until its record is durable
-        .layer(ObserveLayer::new(state.clone())) // sees the final status of everything below
-        .layer(ShedLayer::new(state.clone())) // refuse before doing work when overloaded
-        .layer(IdentifyLayer::new(state.clone(), identity)) // PartnerContext + RouteMatch for all below
-        .layer(RequireTokenLayer::new(state.tokens.clone()).with_clock(state.clock.clone())) // needs PeerIdentity, PartnerContext, RouteMatch
+        ))
+        // Metrics and the request log line.
+        .layer(ObserveLayer::new(state.clone()))
+        // Refuse before doing any work when overloaded.
+        .layer(ShedLayer::new(state.clone()))
+        // PartnerContext, RouteMatch, ConfigSnapshot for everything below (403/400/404/405).
+        .layer(IdentifyLayer::new(state.clone(), identity))
+        // Needs PeerIdentity, PartnerContext and RouteMatch; sets TokenClaims (401/403).
+        .layer(RequireTokenLayer::new(state.tokens.clone()).with_clock(state.clock.clone()))
+        // After the token: limits are per partner, and unauthenticated requests spend no quota.
+        .layer(RateLimitLayer::new(state.limiter.clone(), lookup))
         .service(Dispatch { state })
 }
 

@@ -145,6 +145,55 @@ pub enum StartError {
     /// The audit trail could not be opened.
     #[error("audit trail: {0}")]
     Audit(String),
+    /// The cluster rate limiter could not be set up.
+    #[error("rate limiter: {0}")]
+    RateLimit(String),
+}
+
+/// The rate limiter for the configured store: the cluster tier on the store's Redis, else
+/// the local tier alone.
+fn limiter(config: &Config) -> Result<gateway_ratelimit::Limiter, StartError> {
+    let limits = &config.gateway.rate_limits;
+    let settings = gateway_ratelimit::LimiterSettings {
+        instances: limits.instances,
+        redis_timeout: limits.redis_timeout,
+        ..Default::default()
+    };
+    match &config.gateway.store {
+        gateway_config::StoreSettings::Redis { urls, .. } => {
+            let url = urls.first().map(String::as_str).unwrap_or_default();
+            let connection = gateway_ratelimit::redis_connection(url, &settings)
+                .map_err(|e| StartError::RateLimit(e.to_string()))?;
+            Ok(gateway_ratelimit::Limiter::cluster(connection, settings))
+        }
+        gateway_config::StoreSettings::Embedded { .. } => {
+            Ok(gateway_ratelimit::Limiter::local(settings))
+        }
+    }
+}
+
+/// The limit and outage policy of a partner on a route, from the configuration in force.
+pub fn limit_for(
+    config: &Config,
+    partner: &gateway_core::PartnerId,
+    route: gateway_core::Route,
+) -> Option<(gateway_ratelimit::Limit, gateway_ratelimit::OutagePolicy)> {
+    let limit = config.partner(partner)?.limit_for(route);
+    let settings = &config.gateway.rate_limits;
+    let policy = if route.is_customer_data() {
+        settings.customer_data_outage
+    } else {
+        settings.default_outage
+    };
+    let policy = match policy {
+        gateway_config::OutagePolicy::FailOpen => gateway_ratelimit::OutagePolicy::FailOpen,
+        gateway_config::OutagePolicy::FailClosed => gateway_ratelimit::OutagePolicy::FailClosed,
+        gateway_config::OutagePolicy::Local => gateway_ratelimit::OutagePolicy::Local,
+    };
+    Some((
+        gateway_ratelimit::Limit::new(limit.rate_per_sec, limit.burst),
+        policy,
+    ))
 }
 
 /// Opens the audit writer and the customer-id hasher named by the configuration.
@@ -241,6 +290,8 @@ pub struct GatewayState {
     pub tokens: gateway_auth::TokenVerifier<gateway_store::Store>,
     /// Where "now" comes from (tokens, consents, campaigns).
     pub clock: Arc<dyn gateway_core::time::Clock>,
+    /// Rate limits: local GCRA, or exact cluster GCRA in Redis with a local fallback.
+    pub limiter: gateway_ratelimit::Limiter,
     /// The audit trail.
     pub audit: gateway_audit::AuditWriter,
     /// Keyed hash of internal customer ids in audit records.
@@ -305,6 +356,7 @@ impl GatewayState {
             .notifications(store.subscribe())
             .cache_capacity(100_000)
             .build();
+        let limiter = limiter(&prepared.config)?;
         let (audit, audit_hasher) = open_audit(&prepared.config).await?;
         let background = tokio_util::sync::CancellationToken::new();
         spawn_forwarder(&prepared.config, &audit, &background)?;
@@ -323,6 +375,7 @@ impl GatewayState {
             store,
             tokens,
             clock,
+            limiter,
             audit,
             audit_hasher,
             background,
