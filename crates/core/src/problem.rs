@@ -67,6 +67,8 @@ catalogue! {
     MalformedJson => ("malformed-json", 400, "Request body is not valid JSON"),
     /// The body or query breaks the route's JSON Schema; `errors` lists every violation.
     ValidationFailed => ("validation-failed", 400, "Request does not match its schema"),
+    /// The request body arrived too slowly (below the minimum body rate).
+    RequestTimeout => ("request-timeout", 408, "Request body arrived too slowly"),
     /// Header section too large or too many headers.
     HeadersTooLarge => ("request-header-fields-too-large", 431, "Request header fields too large"),
     // --- tokens and scopes

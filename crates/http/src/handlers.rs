@@ -114,7 +114,7 @@ async fn oauth(
         .http
         .max_body_bytes
         .min(gateway_auth::MAX_FORM_LEN);
-    let body = read_body(req.into_body(), limit).await?;
+    let body = read_body(req.into_body(), limit, &config.0.gateway.http).await?;
     let now = state.now();
     Ok(match route {
         Route::Token => match state.tokens.issuer().token_request(
@@ -211,9 +211,28 @@ pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), H
     }
 }
 
-/// Reads the body within the configured limit.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HandlerError> {
-    match read_limited(body, limit).await {
+/// Reads the body within the size limit and in time: a client gets the header-read timeout
+/// plus the time the minimum body rate (`http.min_body_rate_bytes_per_sec`) allows for the
+/// largest body, so a slow-body client cannot hold a request open indefinitely.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    limits: &gateway_config::HttpLimits,
+) -> Result<Bytes, HandlerError> {
+    let allowance = limits.header_read_timeout
+        + std::time::Duration::from_secs_f64(limit as f64 / f64::from(limits.min_body_rate.max(1)));
+    let read = match tokio::time::timeout(allowance, read_limited(body, limit)).await {
+        Ok(read) => read,
+        Err(_) => {
+            return Err(Problem::new(ProblemType::RequestTimeout)
+                .with_detail(format!(
+                    "the body must arrive at {} bytes per second or faster",
+                    limits.min_body_rate
+                ))
+                .into());
+        }
+    };
+    match read {
         Ok(bytes) => Ok(bytes),
         Err(BodyError::TooLarge { limit }) => Err(Problem::new(ProblemType::PayloadTooLarge)
             .with_detail(format!("the limit is {limit} bytes"))
