@@ -385,3 +385,55 @@ fn kid_of(token: &str) -> String {
     let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     value["kid"].as_str().unwrap().to_owned()
 }
+
+/// The README's Rust example: a partner client built on the `oauth2` crate obtains a token
+/// over mutual TLS (its HTTP function sends on an mTLS connection) and calls the API with it.
+#[tokio::test]
+async fn an_oauth2_crate_client_gets_a_token_over_mtls_and_calls_the_api() {
+    use oauth2::basic::BasicClient;
+    use oauth2::{AuthType, TokenResponse as _, TokenUrl};
+    use tokio::sync::Mutex;
+
+    let gateway = TestGateway::start().await;
+    let connection = Arc::new(Mutex::new(
+        gateway
+            .connect(&gateway.partner_cert("demo-bank"), Alpn::Http2)
+            .await
+            .unwrap(),
+    ));
+    // oauth2 takes any async function from an HTTP request to an HTTP response; ours sends it
+    // over the partner's mTLS connection (tls_client_auth: the certificate is the credential).
+    let mtls = |request: oauth2::HttpRequest| {
+        let connection = connection.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let request = http::Request::from_parts(
+                parts,
+                http_body_util::Full::new(bytes::Bytes::from(body)),
+            );
+            let response = connection
+                .lock()
+                .await
+                .send(request)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut out = http::Response::new(response.body.to_vec());
+            *out.status_mut() = response.status;
+            *out.headers_mut() = response.headers;
+            Ok::<_, std::io::Error>(out)
+        }
+    };
+    let client = BasicClient::new(oauth2::ClientId::new("demo-bank".into()))
+        .set_token_uri(TokenUrl::new("https://localhost:8443/oauth2/token".into()).unwrap())
+        .set_auth_type(AuthType::RequestBody);
+    let token = client
+        .exchange_client_credentials()
+        .add_scope(oauth2::Scope::new("products:read".into()))
+        .request_async(&mtls)
+        .await
+        .unwrap();
+    assert_eq!(token.token_type(), &oauth2::basic::BasicTokenType::Bearer);
+    let mut api = connection.lock().await;
+    api.set_token(Some(token.access_token().secret().clone()));
+    assert_eq!(api.get("/v1/products?limit=1").await.unwrap().status, 200);
+}
