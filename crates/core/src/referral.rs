@@ -5,7 +5,7 @@
 //! same alphabet. It is written in groups of four with hyphens:
 //!
 //! ```text
-//! XXXX-XXXX-XXXX-XXXX-C      e.g. 7K3M-Q9TD-X2PA-HV5R-N   (21 characters)
+//! XXXX-XXXX-XXXX-XXXX-C      e.g. 7K3M-Q9TD-X2PA-HV5R-J   (21 characters)
 //! └──── 16 data symbols ───┘ └ check symbol
 //! ```
 //!
@@ -287,6 +287,13 @@ mod tests {
         ] {
             assert_eq!(ReferralCode::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let example = ReferralCode::parse("7K3M-Q9TD-X2PA-HV5R-J").unwrap();
+        assert_eq!(example.as_str(), "7K3M-Q9TD-X2PA-HV5R-J");
+        assert_eq!(ReferralCode::parse("7K3M-Q9TD-X2PA-HV5R-N"), None);
     }
 
     #[test]

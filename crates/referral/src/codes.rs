@@ -124,7 +124,7 @@ pub enum CodeState {
 /// The 201 body of `POST /v1/referral-codes`.
 ///
 /// ```json
-/// {"code": "7K3M-Q9TD-X2PA-HV5R-N", "campaign_id": "spring-referral-2027", "status": "active",
+/// {"code": "7K3M-Q9TD-X2PA-HV5R-J", "campaign_id": "spring-referral-2027", "status": "active",
 ///  "channel": "app", "note": "spring mailing",
 ///  "issued_at": "2026-12-01T10:00:00Z", "expires_at": "2027-06-30T23:59:59Z"}
 /// ```
@@ -204,7 +204,7 @@ pub enum IssueError {
 /// What `GET /v1/referral-codes/{code}` answers.
 ///
 /// ```json
-/// {"code": "7K3M-Q9TD-X2PA-HV5R-N", "campaign_id": "spring-referral-2027", "status": "active",
+/// {"code": "7K3M-Q9TD-X2PA-HV5R-J", "campaign_id": "spring-referral-2027", "status": "active",
 ///  "channel": "app", "issued_at": "2026-12-01T10:00:00Z", "expires_at": "2027-06-30T23:59:59Z",
 ///  "conversions": {"account_opened": 1, "funded": 0, "first_trade": 0}, "conversions_total": 1}
 /// ```

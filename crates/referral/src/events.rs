@@ -48,7 +48,7 @@ pub const FUTURE_TOLERANCE_SECS: i64 = 60;
 /// `POST /admin/v1/referral-events` body.
 ///
 /// ```json
-/// {"event_id": "evt-1", "code": "7K3M-Q9TD-X2PA-HV5R-N", "event_type": "account_opened",
+/// {"event_id": "evt-1", "code": "7K3M-Q9TD-X2PA-HV5R-J", "event_type": "account_opened",
 ///  "occurred_at": "2026-12-01T10:00:00Z", "customer_id": "C000002"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub struct EventRequest {
 /// A counted event: the 201 body, and the 200 body of every replay.
 ///
 /// ```json
-/// {"event_id": "evt-1", "status": "counted", "code": "7K3M-Q9TD-X2PA-HV5R-N",
+/// {"event_id": "evt-1", "status": "counted", "code": "7K3M-Q9TD-X2PA-HV5R-J",
 ///  "campaign_id": "spring-referral-2027", "partner_id": "demo-bank",
 ///  "event_type": "account_opened", "occurred_at": "2026-12-01T10:00:00Z",
 ///  "customer_id": "C000002", "reward": {"amount_minor": 5000, "currency": "CNY"}}

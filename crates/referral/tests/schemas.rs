@@ -54,7 +54,7 @@ fn the_referral_code_request_schema_matches_its_parser() {
 
 #[test]
 fn the_referral_event_schema_matches_its_parser() {
-    let base = json!({"event_id": "e-1", "code": "7K3M-Q9TD-X2PA-HV5R-N",
+    let base = json!({"event_id": "e-1", "code": "7K3M-Q9TD-X2PA-HV5R-J",
                       "event_type": "account_opened", "occurred_at": "2026-12-01T10:00:00Z",
                       "customer_id": "C000002"});
     let with = |key: &str, value: Value| {
