@@ -309,6 +309,55 @@ impl TestGateway {
         PartnerClient::connect(self.partner_addr, config, alpn).await
     }
 
+    /// Opens a raw TLS connection as a sample partner (HTTP/1.1 by ALPN), for tests that
+    /// write bytes a well-behaved client would not.
+    pub async fn raw_tls(&self, partner: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let cert = self.partner_cert(partner);
+        let ca = std::fs::read(self.certs_dir().join(devpki::CA_CERT_FILE)).expect("CA");
+        let config = gateway_tls::testing::client_config(
+            &ca,
+            cert.cert_pem.as_bytes(),
+            cert.key_pem.as_bytes(),
+            &[&rustls::version::TLS13],
+            &[b"http/1.1"],
+        )
+        .expect("client config");
+        let tcp = TcpStream::connect(self.partner_addr)
+            .await
+            .expect("connect");
+        tokio_rustls::TlsConnector::from(config)
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").expect("name"),
+                tcp,
+            )
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Writes `request` (a whole HTTP/1.1 request) on a fresh raw connection and returns the
+    /// response text the server sent before closing or within 10 s.
+    pub async fn raw_request(&self, partner: &str, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = self.raw_tls(partner).await;
+        // The server may answer (and stop reading) before the whole body is written.
+        let _ = stream.write_all(request).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 8192];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+                if response_complete(&out) {
+                    break;
+                }
+            }
+        })
+        .await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Writes a file under `partner-config/`.
     pub fn write_config(&self, path: &str, contents: &str) {
         let path = self.config_dir().join(path);
@@ -357,6 +406,35 @@ impl Drop for TestGateway {
             task.abort();
         }
     }
+}
+
+/// Connects to a gateway at `addr` as a sample partner of the PKI under `root/certs/dev`
+/// and obtains a token for `scope`.
+pub async fn partner_client(
+    root: &Path,
+    addr: SocketAddr,
+    partner: &str,
+    scope: &str,
+) -> PartnerClient {
+    let certs = root.join("certs/dev");
+    let read =
+        |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    let config = gateway_tls::testing::client_config(
+        &read(certs.join("ca.pem")),
+        &read(devpki::partner_cert_path(&certs, partner)),
+        &read(devpki::partner_key_path(&certs, partner)),
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+    )
+    .expect("client config");
+    let mut client = PartnerClient::connect(addr, config, Alpn::Http1)
+        .await
+        .expect("connect");
+    client
+        .authorize(partner, &scope.replace(' ', "%20"))
+        .await
+        .expect("token");
+    client
 }
 
 /// Sends one request to an admin listener (plain HTTP/1.1).
@@ -668,6 +746,23 @@ impl TestResponse {
         );
         doc
     }
+}
+
+/// Whether `bytes` hold a whole response with a `content-length` body.
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    bytes.len() >= end + 4 + length
 }
 
 /// Polls `condition` every few milliseconds until it holds or `within` passes.

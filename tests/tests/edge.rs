@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use gateway_core::X_FAPI_INTERACTION_ID;
 use gateway_tests::TestGateway;
 
+/// A request that always reaches the upstream (the product catalogue is cached).
+const UPSTREAM_BOUND: &str = "/v1/customers/C000001/tags";
+
 #[tokio::test]
 async fn path_tricks_are_refused_before_routing() {
     let gateway = TestGateway::start().await;
@@ -86,10 +89,7 @@ async fn interaction_id_is_echoed_or_minted_on_every_response() {
     assert!(uuid_like(a) && uuid_like(b), "{a} {b}");
     // The upstream receives the id too.
     client
-        .get_with(
-            "/v1/products?limit=1",
-            &[(X_FAPI_INTERACTION_ID, "to-upstream")],
-        )
+        .get_with(UPSTREAM_BOUND, &[(X_FAPI_INTERACTION_ID, "to-upstream")])
         .await
         .unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
@@ -121,7 +121,7 @@ async fn traceparent_is_continued_to_the_upstream() {
     let mut client = gateway.client("demo-bank").await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     client
-        .get_with("/v1/products?limit=1", &[("traceparent", incoming)])
+        .get_with(UPSTREAM_BOUND, &[("traceparent", incoming)])
         .await
         .unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
@@ -137,7 +137,7 @@ async fn traceparent_is_continued_to_the_upstream() {
         "the gateway's hop has its own span id"
     );
     // Without one, a new trace starts.
-    client.get("/v1/products?limit=1").await.unwrap();
+    client.get(UPSTREAM_BOUND).await.unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
     assert!(
         gateway_core::TraceContext::parse_traceparent(seen["traceparent"].to_str().unwrap())

@@ -6,32 +6,6 @@ use std::time::{Duration, Instant};
 use gateway_tests::TestGateway;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-async fn raw_tls(
-    gateway: &TestGateway,
-    partner: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let cert = gateway.partner_cert(partner);
-    let ca = std::fs::read(gateway.certs_dir().join("ca.pem")).unwrap();
-    let config = gateway_tls::testing::client_config(
-        &ca,
-        cert.cert_pem.as_bytes(),
-        cert.key_pem.as_bytes(),
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(gateway.partner_addr)
-        .await
-        .unwrap();
-    tokio_rustls::TlsConnector::from(config)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_slowloris_connection_is_closed_after_the_header_timeout_while_others_are_served() {
     let gateway = TestGateway::builder()
@@ -41,7 +15,7 @@ async fn a_slowloris_connection_is_closed_after_the_header_timeout_while_others_
         )
         .start()
         .await;
-    let mut slow = raw_tls(&gateway, "demo-fund").await;
+    let mut slow = gateway.raw_tls("demo-fund").await;
     slow.write_all(b"GET /v1/products HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
         .unwrap();
@@ -76,7 +50,7 @@ async fn a_body_below_the_minimum_rate_is_answered_408() {
         )
         .start()
         .await;
-    let mut slow = raw_tls(&gateway, "demo-bank").await;
+    let mut slow = gateway.raw_tls("demo-bank").await;
     slow.write_all(
         b"POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type=",
     )

@@ -120,6 +120,8 @@ async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Bo
                 (Method::POST, "/admin/v1/reload") => reload(state).await,
                 (Method::GET, "/admin/v1/partners") => partners(state),
                 (Method::GET, "/admin/v1/audit") => audit_search(state, req.uri().query()).await,
+                (Method::POST, "/admin/v1/referral-events") => referral_event(state, req).await,
+                (_, "/admin/v1/referral-events") => method_not_allowed("POST"),
                 (Method::GET, p) if access_log_customer(p).is_some() => {
                     let customer = access_log_customer(p).unwrap_or_default().to_owned();
                     access_log(state, &customer).await
@@ -190,6 +192,127 @@ async fn audit_search(state: &GatewayState, query: Option<&str>) -> Response<Bod
             warn!(error = %err, "Audit search failed.");
             problem_response(&Problem::new(ProblemType::AuditUnavailable), None)
         }
+    }
+}
+
+/// Reads a JSON admin body: content type, size, time and depth checked.
+pub(crate) async fn json_body(
+    state: &GatewayState,
+    req: Request<Incoming>,
+) -> Result<Bytes, Response<Body>> {
+    let config = state.config();
+    let http = &config.gateway.http;
+    if let Err(crate::handlers::HandlerError::Problem(problem)) =
+        crate::handlers::require_content_type(req.headers(), "application/json")
+    {
+        return Err(problem_response(&problem, None));
+    }
+    let body = match crate::handlers::read_body(req.into_body(), http.max_body_bytes, http).await {
+        Ok(body) => body,
+        Err(crate::handlers::HandlerError::Problem(problem)) => {
+            return Err(problem_response(&problem, None));
+        }
+        Err(crate::handlers::HandlerError::Failed(err)) => {
+            return Err(crate::edge::error_response(&err, None));
+        }
+    };
+    crate::json::check_depth(&body, http.max_json_depth).map_err(|p| problem_response(&p, None))?;
+    Ok(body)
+}
+
+/// Records an admin change in the audit trail, durably, before the change is answered.
+/// Returns the 503 to answer instead when the record cannot be made durable.
+pub(crate) async fn audit_admin_change(
+    state: &GatewayState,
+    action: &str,
+    target: Option<String>,
+    details: serde_json::Value,
+) -> Result<(), Response<Body>> {
+    use gateway_core::audit::{AdminAction, AuditRecord, AuditTime};
+    let config = state.config();
+    let record = AuditRecord::admin_change(
+        AuditTime::now(),
+        config.gateway.instance_id.clone(),
+        AdminAction {
+            actor: "admin-api".into(),
+            action: action.into(),
+            target,
+            details,
+        },
+    );
+    match state
+        .audit
+        .append_with(&record, gateway_audit::Durability::Sync)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            warn!(error = %err, action, "Admin change could not be audited.");
+            let mut response =
+                problem_response::<Body>(&Problem::new(ProblemType::AuditUnavailable), None);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(response)
+        }
+    }
+}
+
+/// `POST /admin/v1/referral-events`: a conversion reported by an internal service,
+/// idempotent by `event_id` (201 first time, 200 replay with the first outcome), durable
+/// before it is answered.
+async fn referral_event(state: &GatewayState, req: Request<Incoming>) -> Response<Body> {
+    let body = match json_body(state, req).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let request = match gateway_referral::EventRequest::from_json(&body) {
+        Ok(request) => request,
+        Err(err) => return problem_response(&crate::json::body_problem(err), None),
+    };
+    let campaigns = state.campaigns();
+    match gateway_referral::record_event(&state.store, &request, &campaigns, state.now()).await {
+        Ok(recorded) => {
+            let status = StatusCode::from_u16(recorded.status()).unwrap_or(StatusCode::OK);
+            let body = recorded.body();
+            // Replays are recorded too: an intake whose first record failed is recorded on retry.
+            {
+                let details =
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+                let details = json!({
+                    "code": details["code"], "event_type": details["event_type"],
+                    "campaign_id": details["campaign_id"], "partner_id": details["partner_id"],
+                    "replay": status != StatusCode::CREATED,
+                });
+                let target = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["event_id"].as_str().map(str::to_owned));
+                if let Err(response) =
+                    audit_admin_change(state, "referral_event", target, details).await
+                {
+                    return response;
+                }
+            }
+            let mut response = Response::new(Body::from(Bytes::from(body)));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(err) => match err.problem() {
+            Some(problem) => problem_response(&problem, None),
+            None => {
+                warn!(error = %err, "Referral event intake failed.");
+                let mut response =
+                    problem_response::<Body>(&Problem::new(ProblemType::StoreUnavailable), None);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        },
     }
 }
 

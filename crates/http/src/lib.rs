@@ -23,6 +23,7 @@ pub mod body;
 pub mod devdata;
 pub mod edge;
 pub mod handlers;
+pub mod json;
 pub mod listener;
 pub mod metrics;
 pub mod partner;

@@ -250,6 +250,85 @@ fn spawn_forwarder(
     Ok(())
 }
 
+/// Fetches the catalogue (`GET {products}/products`) for the gateway's product cache, from the
+/// products upstream in force.
+#[derive(Debug, Clone)]
+pub struct FetchProducts {
+    upstream: UpstreamClient,
+    config: Arc<ArcSwap<Config>>,
+}
+
+/// The largest catalogue document accepted from the upstream.
+const MAX_CATALOGUE_BYTES: usize = 32 << 20;
+
+impl gateway_referral::FetchCatalogue for FetchProducts {
+    async fn fetch(&self) -> Result<bytes::Bytes, crate::body::BoxError> {
+        let config = self.config.load_full();
+        let upstreams = &config.gateway.upstreams;
+        let (parts, body) = self
+            .upstream
+            .fetch(
+                crate::proxy::UpstreamRequest {
+                    upstream: crate::proxy::Upstream::Products,
+                    base: &upstreams.products,
+                    method: http::Method::GET,
+                    path_and_query: "/products",
+                    headers: http::HeaderMap::new(),
+                    body: crate::body::Body::empty(),
+                    trace: None,
+                    interaction_id: None,
+                    timeout: upstreams.request_timeout,
+                },
+                MAX_CATALOGUE_BYTES,
+            )
+            .await?;
+        if parts.status != http::StatusCode::OK {
+            return Err(Box::new(crate::proxy::UpstreamError::BadResponse {
+                upstream: "products",
+                reason: format!("catalogue answered {}", parts.status),
+            }));
+        }
+        Ok(body)
+    }
+}
+
+/// The referral campaigns of a configuration, as the referral crate takes them.
+fn campaigns(config: &Config) -> gateway_referral::Campaigns {
+    gateway_referral::Campaigns::new(config.campaigns.values().map(|c| {
+        gateway_referral::CampaignRules {
+            id: c.id.clone(),
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+            // Only partners that both list the campaign and are listed by it.
+            partners: c
+                .partners
+                .iter()
+                .filter(|p| {
+                    config
+                        .partner(p)
+                        .is_some_and(|p| p.campaigns.contains(&c.id))
+                })
+                .cloned()
+                .collect(),
+            rewards: c
+                .rewards
+                .iter()
+                .filter_map(|(event, reward)| {
+                    Some((
+                        gateway_referral::EventType::parse(event.as_str())?,
+                        gateway_referral::Reward {
+                            amount_minor: reward.amount_minor,
+                            currency: reward.currency.clone(),
+                        },
+                    ))
+                })
+                .collect(),
+            codes_per_partner_per_day: c.codes_per_partner_per_day,
+            conversions_per_code: c.conversions_per_code,
+        }
+    }))
+}
+
 fn store_config(config: &Config) -> gateway_store::StoreConfig {
     match &config.gateway.store {
         gateway_config::StoreSettings::Embedded { path } => {
@@ -274,8 +353,11 @@ fn store_config(config: &Config) -> gateway_store::StoreConfig {
 pub struct GatewayState {
     dir: PathBuf,
     overrides: Overrides,
-    config: ArcSwap<Config>,
+    config: Arc<ArcSwap<Config>>,
     tls: ArcSwap<rustls::ServerConfig>,
+    campaigns: ArcSwap<gateway_referral::Campaigns>,
+    /// The product catalogue, cached from the products upstream.
+    pub catalogue: gateway_referral::ProductCatalogue<FetchProducts>,
     /// Open partner connections.
     pub registry: ConnectionRegistry,
     /// Prometheus metrics.
@@ -363,10 +445,20 @@ impl GatewayState {
         let upstreams = &prepared.config.gateway.upstreams;
         let upstream =
             UpstreamClient::new(upstreams.connect_timeout, upstreams.pool_max_idle_per_host);
+        let config = Arc::new(ArcSwap::new(prepared.config.clone()));
+        let catalogue = gateway_referral::ProductCatalogue::new(
+            FetchProducts {
+                upstream: upstream.clone(),
+                config: config.clone(),
+            },
+            gateway_referral::CacheSettings::default(),
+        );
         Ok(GatewayState {
             dir,
             overrides,
-            config: ArcSwap::new(prepared.config),
+            campaigns: ArcSwap::new(Arc::new(campaigns(&prepared.config))),
+            catalogue,
+            config,
             tls: ArcSwap::new(prepared.tls),
             registry: ConnectionRegistry::new(),
             metrics: Metrics::new(),
@@ -395,6 +487,11 @@ impl GatewayState {
     /// The TLS configuration in force (new handshakes use it).
     pub fn tls(&self) -> Arc<rustls::ServerConfig> {
         self.tls.load_full()
+    }
+
+    /// The referral campaigns in force.
+    pub fn campaigns(&self) -> Arc<gateway_referral::Campaigns> {
+        self.campaigns.load_full()
     }
 
     /// The current time.
@@ -461,6 +558,10 @@ impl GatewayState {
         {
             self.tokens.set_issuer(prepared.issuer);
         }
+        if old.gateway.upstreams.products != prepared.config.gateway.upstreams.products {
+            self.catalogue.invalidate();
+        }
+        self.campaigns.store(Arc::new(campaigns(&prepared.config)));
         self.config.store(prepared.config.clone());
         if let Ok(token) = admin_token {
             self.admin_token.store(Arc::new(token));

@@ -1,5 +1,8 @@
 //! Handlers of the partner routes.
 
+mod products;
+mod referrals;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -63,18 +66,11 @@ pub async fn handle(
             let path = format!("/customers/{}/tags", param.unwrap_or_default());
             proxy(state, Upstream::Tags, &path, req).await
         }
-        Route::Products => {
-            let path = match req.uri().query() {
-                Some(query) => format!("/products?{query}"),
-                None => "/products".to_owned(),
-            };
-            proxy(state, Upstream::Products, &path, req).await
+        Route::Products | Route::Product => products::handle(state, route, param, req).await,
+        Route::IssueReferralCode | Route::ReferralCode | Route::CampaignStats => {
+            referrals::handle(state, route, param, req).await
         }
-        Route::Product => {
-            let path = format!("/products/{}", param.unwrap_or_default());
-            proxy(state, Upstream::Products, &path, req).await
-        }
-        _ => Err(Problem::new(ProblemType::NotFound)
+        Route::Consent => Err(Problem::new(ProblemType::NotFound)
             .with_detail("this route is not available yet")
             .into()),
     }
