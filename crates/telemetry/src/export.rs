@@ -33,7 +33,7 @@ use crate::{BoxedLayer, EXPORT_TARGET, TelemetryError, TelemetrySettings};
 
 /// One HTTP export attempt, retries included, gives up after this.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Batches of spans and logs leave at least this often.
+/// Queued spans and log records are exported this often (or when a batch is full).
 const BATCH_DELAY: Duration = Duration::from_secs(2);
 /// Metrics are collected and pushed this often.
 const METRIC_INTERVAL: Duration = Duration::from_secs(30);

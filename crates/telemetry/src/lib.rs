@@ -6,7 +6,8 @@
 //! - **Logs to stderr**, JSON (flattened, one object per line) or text, filtered with a
 //!   `RUST_LOG`-style directive string ([`init`]).
 //! - **Traces**: one span per partner request ([`request_span`]), joined to the caller's W3C
-//!   trace, tagged with partner, route, decision and status ([`record_outcome`]).
+//!   trace, tagged with partner, route ([`record_route`] if they are known late), decision and
+//!   status ([`record_outcome`]).
 //! - **Metrics**: request count and latency by partner, route, decision and status
 //!   ([`record_request`]).
 //! - **OpenTelemetry logs**: every `tracing` event the filter lets through, plus audit records
@@ -58,7 +59,7 @@ pub use gateway_core::TraceContext;
 
 pub use crate::signals::{emit_audit_log, exporting, record_request};
 pub use crate::span::{
-    REQUEST_SPAN_TARGET, record_outcome, request_span, request_span_with_caller,
+    REQUEST_SPAN_TARGET, record_outcome, record_route, request_span, request_span_with_caller,
 };
 
 /// The longest [`TelemetryGuard`] waits for the last export when it is dropped.
@@ -280,20 +281,10 @@ where
 
     let mut guard = TelemetryGuard { pipeline: None };
     if let Some(endpoint) = &settings.otlp_endpoint {
-        let pipeline = export::Pipeline::start(endpoint, settings)?;
         // Spans only: events reach the collector as log records, not duplicated as span
         // events. Request spans are exported whatever the log level.
         let span_filter = env_filter(base, &[format!("{REQUEST_SPAN_TARGET}=trace")])?
             .and(tracing_subscriber::filter::filter_fn(|meta| meta.is_span()));
-        layers.push(
-            tracing_opentelemetry::layer()
-                .with_tracer(pipeline.tracer())
-                .with_location(false)
-                .with_tracked_inactivity(false)
-                .with_threads(false)
-                .with_filter(span_filter)
-                .boxed(),
-        );
         // Never export the exporter's own chatter: a failing collector would feed on it.
         let quiet: Vec<String> = [
             EXPORT_TARGET,
@@ -310,6 +301,17 @@ where
         .map(|target| concat_off(target))
         .collect();
         let log_filter = env_filter(base, &quiet)?;
+        // Everything that can be refused is checked; start the export thread.
+        let pipeline = export::Pipeline::start(endpoint, settings)?;
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(pipeline.tracer())
+                .with_location(false)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_filter(span_filter)
+                .boxed(),
+        );
         layers.push(
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
                 pipeline.logger_provider(),

@@ -30,7 +30,8 @@ use gateway_core::TraceContext;
 pub const REQUEST_SPAN_TARGET: &str = "gateway_telemetry::request";
 
 /// Starts the span of one partner request, with the hop's trace and span ids from `trace`,
-/// named after the route and tagged with `partner` and `route`.
+/// named after the route and tagged with `partner` and `route` (pass `""` for what is not
+/// known yet and add it with [`record_route`]).
 ///
 /// Enter it (or `.instrument()` the request's future with it) so that the events logged while
 /// serving the request are exported with its trace id, and finish it with
@@ -60,6 +61,20 @@ pub fn request_span_with_caller(
     partner: &str,
 ) -> Span {
     start(trace, Some(caller_span_id), route, partner)
+}
+
+/// Names a request span after its route and tags it with the partner, for a span started
+/// before they were known (with `""` for both, say in a layer outside the one that
+/// identifies the partner). Call it at most once per span. Does nothing on a disabled span.
+pub fn record_route(span: &Span, route: &str, partner: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("route", route);
+    span.record("partner", partner);
+    // `request_span` built the OpenTelemetry span already, so `otel.name` would no longer
+    // rename it; the OpenTelemetry API can.
+    span.context().span().update_name(route.to_owned());
 }
 
 /// Records the answer on a request span: the HTTP status, and the gateway's decision
@@ -112,16 +127,25 @@ fn start(trace: &TraceContext, caller: Option<[u8; 8]>, route: &str, partner: &s
     let span = tracing::info_span!(
         target: REQUEST_SPAN_TARGET,
         "partner_request",
-        otel.name = route,
+        otel.name = Empty,
         otel.kind = "server",
-        partner,
-        route,
+        partner = Empty,
+        route = Empty,
         decision = Empty,
         http.response.status_code = Empty,
     );
     // Export off: nothing below would have any effect.
     if span.is_disabled() {
         return span;
+    }
+    // Recorded rather than declared with the span so that an empty value leaves the field
+    // unset for `record_route`: OpenTelemetry keeps every value recorded for a key.
+    if !route.is_empty() {
+        span.record("otel.name", route);
+        span.record("route", route);
+    }
+    if !partner.is_empty() {
+        span.record("partner", partner);
     }
     let trace_id = TraceId::from_bytes(trace.trace_id);
     let span_id = SpanId::from_bytes(trace.span_id);

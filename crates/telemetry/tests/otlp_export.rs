@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use gateway_telemetry::{
     SHUTDOWN_TIMEOUT, TraceContext, emit_audit_log, exporting, record_outcome, record_request,
-    request_span,
+    record_route, request_span,
 };
 
 use common::{Capture, Collector, contains, settings};
@@ -35,6 +35,18 @@ async fn traces_logs_and_metrics_reach_the_collector() {
     }
     record_outcome(&span, 200, "allow");
     drop(span);
+    // Started before the partner and route were known, as the outermost layers must.
+    let late = request_span(
+        &TraceContext {
+            span_id: *b"late-id!",
+            ..trace
+        },
+        "",
+        "",
+    );
+    record_route(&late, "products.list", "demo-fund");
+    record_outcome(&late, 429, "partner-limit");
+    drop(late);
     let audit = r#"{"seq":41,"partner":"demo-bank","decision":"allow"}"#;
     emit_audit_log(audit, &[("partner", "demo-bank"), ("seq", "41")]);
     record_request(
@@ -76,6 +88,8 @@ async fn traces_logs_and_metrics_reach_the_collector() {
     ] {
         assert!(contains(&spans, text.as_bytes()), "span lacks {text}");
     }
+    // Both spans are named after their route, the late one renamed by `record_route`.
+    assert!(!contains(&spans, b"partner_request"));
 
     let logs = collector.received("/v1/logs");
     assert!(!logs.is_empty());
