@@ -39,6 +39,13 @@ const BATCH_DELAY: Duration = Duration::from_secs(2);
 const METRIC_INTERVAL: Duration = Duration::from_secs(30);
 /// Failed exports are reported at most this often.
 const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// Bucket bounds of `gateway.request.duration`, in seconds: the SDK's defaults (0, 5, 10, …)
+/// suit milliseconds, while gateway overhead is tens of microseconds and upstream calls are
+/// milliseconds.
+const LATENCY_BOUNDARIES: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 /// Instrumentation scope of everything this crate emits.
 const SCOPE: &str = "partner-gateway";
 /// Instrumentation scope of forwarded audit records, so a collector can route them apart.
@@ -204,6 +211,7 @@ impl ExportHandles {
                 .f64_histogram("gateway.request.duration")
                 .with_description("Time from request to response head, in the gateway.")
                 .with_unit("s")
+                .with_boundaries(LATENCY_BOUNDARIES.to_vec())
                 .build(),
         }
     }
