@@ -184,6 +184,10 @@ where
 /// Builds the same subscriber as [`init_with_writer`] without installing it, for use with
 /// [`tracing::dispatcher::with_default`] in tests and benches. The `log` crate bridge is not
 /// installed.
+///
+/// Build one at a time: `tracing` caches each call site's interest across all live
+/// dispatchers, and a dispatcher created while another thread first hits a call site can be
+/// left out of that cache (so a request span may come out disabled, or enabled, wrongly).
 pub fn build_with_writer<W>(
     settings: &TelemetrySettings,
     writer: W,
