@@ -73,9 +73,10 @@
 //! # Cost
 //!
 //! [`project`] streams over the upstream bytes once: a plain field is copied as the raw JSON
-//! text it came in (`RawValue`), a masked field is parsed into a small `Value` and masked, and
-//! every other value is skipped without being built (`IgnoredAny`). Nothing that is dropped is
-//! ever copied. Duplicate keys in the upstream document are released once (the first).
+//! text it came in (`RawValue`), a masked string or number is masked straight from its raw
+//! text, a masked array or object (holdings) is parsed into a small `Value` first, and every
+//! other value is skipped without being built (`IgnoredAny`). Nothing that is dropped is ever
+//! copied. Duplicate keys in the upstream document are released once (the first).
 //!
 //! # Example
 //!
@@ -268,29 +269,15 @@ pub fn project_document<C: ConsentedFields + ?Sized>(
 
 /// Masks one value by a rule (see the module docs for the table). Idempotent.
 pub fn mask(rule: MaskRule, value: &Value) -> Value {
-    match rule {
-        MaskRule::Mobile | MaskRule::IdNumber => match value {
-            Value::String(s) => Value::String(keep_ends(s, 3, 4)),
-            _ => redacted(),
-        },
-        MaskRule::Name => match value {
-            Value::String(s) => Value::String(mask_name(s)),
-            _ => redacted(),
-        },
-        MaskRule::AmountBucket => mask_amount(value),
-        MaskRule::Year => match value {
-            Value::String(s) => year_of(s).map_or_else(redacted, |y| Value::String(y.to_owned())),
-            _ => redacted(),
-        },
-        MaskRule::ScoreBand => match value {
-            Value::Number(n) => n
-                .as_f64()
-                .and_then(score_band)
-                .map_or_else(redacted, |band| Value::String(band.to_owned())),
-            Value::String(s) if matches!(s.as_str(), "low" | "medium" | "high") => value.clone(),
-            _ => redacted(),
-        },
-        MaskRule::Redact => redacted(),
+    match value {
+        Value::String(s) => Value::String(mask_str(rule, s).into_owned()),
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(redacted, |x| Value::String(mask_number(rule, x).to_owned())),
+        Value::Array(_) | Value::Object(_) if rule == MaskRule::AmountBucket => {
+            bucket_inside(value)
+        }
+        Value::Array(_) | Value::Object(_) | Value::Bool(_) | Value::Null => redacted(),
     }
 }
 
@@ -428,28 +415,28 @@ impl Projection {
         consent_id: &ConsentId,
         expires_at: UnixTime,
     ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.tags.len() + 160 + 48 * self.withheld.len());
-        out.extend_from_slice(b"{\"customer_ref\":");
+        let mut out = String::with_capacity(self.tags.len() + 160 + 48 * self.withheld.len());
+        out.push_str("{\"customer_ref\":");
         write_json_str(&mut out, customer_ref.as_str());
-        out.extend_from_slice(b",\"consent_id\":");
+        out.push_str(",\"consent_id\":");
         write_json_str(&mut out, consent_id.as_str());
-        out.extend_from_slice(b",\"expires_at\":");
+        out.push_str(",\"expires_at\":");
         write_json_str(&mut out, &format_rfc3339(expires_at));
-        out.extend_from_slice(b",\"tags\":");
-        out.extend_from_slice(self.tags.as_bytes());
-        out.extend_from_slice(b",\"withheld\":[");
+        out.push_str(",\"tags\":");
+        out.push_str(&self.tags);
+        out.push_str(",\"withheld\":[");
         for (i, w) in self.withheld.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.push(',');
             }
-            out.extend_from_slice(b"{\"field\":");
+            out.push_str("{\"field\":");
             write_json_str(&mut out, &w.field);
-            out.extend_from_slice(b",\"reason\":\"");
-            out.extend_from_slice(w.reason.as_str().as_bytes());
-            out.extend_from_slice(b"\"}");
+            out.push_str(",\"reason\":\"");
+            out.push_str(w.reason.as_str());
+            out.push_str("\"}");
         }
-        out.extend_from_slice(b"]}");
-        out
+        out.push_str("]}");
+        out.into_bytes()
     }
 }
 
@@ -479,8 +466,12 @@ impl Wanted<'_> {
 
 /// Where released fields go while the upstream is streamed.
 struct Output {
-    tags: Vec<u8>,
+    tags: String,
     released: Vec<String>,
+    /// Whether to check each key against the released ones. Off on the first pass: duplicate
+    /// keys are rare, so they are detected once at the end and only then is the document
+    /// projected again with the check on.
+    dedupe: bool,
 }
 
 fn run<C: ConsentedFields + ?Sized>(
@@ -510,14 +501,39 @@ fn run<C: ConsentedFields + ?Sized>(
         }
     };
 
+    let mut output = stream(policy, &wanted, upstream, shape, false)?;
+    let mut sorted: Vec<&str> = output.released.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        output = stream(policy, &wanted, upstream, shape, true)?;
+        sorted = output.released.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+    }
+    let withheld = withheld(policy, &wanted, &sorted);
+    Ok(Projection {
+        tags: output.tags,
+        released: output.released,
+        withheld,
+    })
+}
+
+/// One pass over the upstream bytes.
+fn stream<C: ConsentedFields + ?Sized>(
+    policy: &ReleasePolicy<'_, C>,
+    wanted: &Wanted<'_>,
+    upstream: &[u8],
+    shape: Shape,
+    dedupe: bool,
+) -> Result<Output, ProjectionError> {
     let mut output = Output {
-        tags: Vec::with_capacity(upstream.len().min(64 * 1024) + 2),
+        tags: String::with_capacity(upstream.len().min(64 * 1024) + 2),
         released: Vec::new(),
+        dedupe,
     };
     let mut de = serde_json::Deserializer::from_slice(upstream);
     let visitor = TagsVisitor {
         policy,
-        wanted: &wanted,
+        wanted,
         out: &mut output,
     };
     let parsed = match shape {
@@ -527,26 +543,16 @@ fn run<C: ConsentedFields + ?Sized>(
     parsed
         .and_then(|()| de.end())
         .map_err(|e| ProjectionError::MalformedUpstream(e.to_string()))?;
-
-    let withheld = withheld(policy, &wanted, &output.released);
-    // The buffer holds '{', '}', ',', ':', JSON-escaped keys, raw values copied from valid UTF-8
-    // input and serde_json output: always valid UTF-8.
-    let tags = String::from_utf8(output.tags)
-        .map_err(|e| ProjectionError::MalformedUpstream(e.to_string()))?;
-    Ok(Projection {
-        tags,
-        released: output.released,
-        withheld,
-    })
+    Ok(output)
 }
 
 fn withheld<C: ConsentedFields + ?Sized>(
     policy: &ReleasePolicy<'_, C>,
     wanted: &Wanted<'_>,
-    released: &[String],
+    released_sorted: &[&str],
 ) -> Vec<Withheld> {
     let reason = |field: &str| -> Option<WithheldReason> {
-        if released.iter().any(|r| r == field) {
+        if released_sorted.binary_search(&field).is_ok() {
             return None;
         }
         Some(match policy.decide(field) {
@@ -580,7 +586,9 @@ impl<C: ConsentedFields + ?Sized> TagsVisitor<'_, '_, '_, C> {
             return None;
         }
         match self.policy.decide(field)? {
-            FieldDecision::Release(release) if !self.out.released.iter().any(|r| r == field) => {
+            FieldDecision::Release(release)
+                if !(self.out.dedupe && self.out.released.iter().any(|r| r == field)) =>
+            {
                 Some(release)
             }
             // Withheld, or a duplicate key: released once only.
@@ -590,10 +598,10 @@ impl<C: ConsentedFields + ?Sized> TagsVisitor<'_, '_, '_, C> {
 
     fn write_key(&mut self, field: &str) {
         if !self.out.released.is_empty() {
-            self.out.tags.push(b',');
+            self.out.tags.push(',');
         }
         write_json_str(&mut self.out.tags, field);
-        self.out.tags.push(b':');
+        self.out.tags.push(':');
         self.out.released.push(field.to_owned());
     }
 }
@@ -606,7 +614,7 @@ impl<'de, C: ConsentedFields + ?Sized> Visitor<'de> for TagsVisitor<'_, '_, '_, 
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        self.out.tags.push(b'{');
+        self.out.tags.push('{');
         while let Some(Key(field)) = map.next_key::<Key<'de>>()? {
             match self.release_of(&field) {
                 // Dropped values are skipped without being built.
@@ -617,17 +625,16 @@ impl<'de, C: ConsentedFields + ?Sized> Visitor<'de> for TagsVisitor<'_, '_, '_, 
                     // The raw text is borrowed from the input and copied once, to the output.
                     let raw: &'de RawValue = map.next_value()?;
                     self.write_key(&field);
-                    self.out.tags.extend_from_slice(raw.get().as_bytes());
+                    self.out.tags.push_str(raw.get());
                 }
                 Some(Release::Mask(rule)) => {
-                    let value: Value = map.next_value()?;
+                    let raw: &'de RawValue = map.next_value()?;
                     self.write_key(&field);
-                    serde_json::to_writer(&mut self.out.tags, &mask(rule, &value))
-                        .map_err(de::Error::custom)?;
+                    write_masked(&mut self.out.tags, rule, raw.get()).map_err(de::Error::custom)?;
                 }
             }
         }
-        self.out.tags.push(b'}');
+        self.out.tags.push('}');
         Ok(())
     }
 }
@@ -700,30 +707,82 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Writes `s` as a JSON string (quotes, backslashes and control characters escaped).
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
+/// Writes `s` as a JSON string (quotes, backslashes and control characters escaped), copying
+/// the runs between escapes whole.
+fn write_json_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x00..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0x0f)]);
-            }
-            // Bytes of multi-byte UTF-8 sequences are all >= 0x80: copied as they are.
-            _ => out.push(b),
+    out.push('"');
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b != b'"' && b != b'\\' && b >= 0x20 {
+            continue;
         }
+        // `i` points at an ASCII byte, so both slice ends are character boundaries.
+        out.push_str(&s[run..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        }
+        run = i + 1;
     }
-    out.push(b'"');
+    out.push_str(&s[run..]);
+    out.push('"');
 }
 
 // === masks ===
 
 fn redacted() -> Value {
     Value::String(REDACTED.to_owned())
+}
+
+/// The mask of a string value.
+fn mask_str(rule: MaskRule, s: &str) -> Cow<'_, str> {
+    match rule {
+        MaskRule::Mobile | MaskRule::IdNumber => Cow::Owned(keep_ends(s, 3, 4)),
+        MaskRule::Name => Cow::Owned(mask_name(s)),
+        MaskRule::AmountBucket if is_bucket_label(s) => Cow::Borrowed(s),
+        MaskRule::AmountBucket => Cow::Borrowed(numeric_string(s).map_or(REDACTED, amount_bucket)),
+        MaskRule::Year => Cow::Borrowed(year_of(s).unwrap_or(REDACTED)),
+        MaskRule::ScoreBand if matches!(s, "low" | "medium" | "high") => Cow::Borrowed(s),
+        MaskRule::ScoreBand | MaskRule::Redact => Cow::Borrowed(REDACTED),
+    }
+}
+
+/// The mask of a number value.
+fn mask_number(rule: MaskRule, x: f64) -> &'static str {
+    match rule {
+        MaskRule::AmountBucket => amount_bucket(x),
+        MaskRule::ScoreBand => score_band(x).unwrap_or(REDACTED),
+        _ => REDACTED,
+    }
+}
+
+/// Writes the mask of the raw JSON text of one value. Strings without escapes and numbers,
+/// the common case, are masked from the text without building a `Value`.
+fn write_masked(out: &mut String, rule: MaskRule, raw: &str) -> Result<(), serde_json::Error> {
+    let b = raw.as_bytes();
+    match b.first() {
+        // A JSON string without a backslash holds its characters literally between the quotes.
+        Some(b'"') if b.len() >= 2 && !b.contains(&b'\\') => {
+            write_json_str(out, &mask_str(rule, &raw[1..raw.len() - 1]));
+            return Ok(());
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            if let Ok(x) = raw.parse::<f64>() {
+                write_json_str(out, mask_number(rule, x));
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
+    let value: Value = serde_json::from_str(raw)?;
+    out.push_str(&serde_json::to_string(&mask(rule, &value))?);
+    Ok(())
 }
 
 /// Keeps the first `head` and last `tail` characters and stars the rest; a string too short to
@@ -799,20 +858,6 @@ fn is_bucket_label(s: &str) -> bool {
 /// An amount written as a string (`"12000.50"`), if the string holds a finite number.
 fn numeric_string(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-}
-
-fn mask_amount(value: &Value) -> Value {
-    match value {
-        Value::Number(n) => n
-            .as_f64()
-            .map_or_else(redacted, |x| Value::String(amount_bucket(x).to_owned())),
-        Value::String(s) if is_bucket_label(s) => value.clone(),
-        Value::String(s) => {
-            numeric_string(s).map_or_else(redacted, |x| Value::String(amount_bucket(x).to_owned()))
-        }
-        Value::Array(_) | Value::Object(_) => bucket_inside(value),
-        Value::Bool(_) | Value::Null => redacted(),
-    }
 }
 
 /// Inside a structure (holdings), every amount becomes its bucket; identifiers and other
@@ -1219,7 +1264,7 @@ mod tests {
             second_authorisation: false,
             ceiling: &ceiling,
         };
-        let upstream = br#"{"mo\u0062ile":"13812345678","mobile":"13900000000"}"#;
+        let upstream = br#"{"mo\u0062ile":"1381234\u0035678","mobile":"13900000000"}"#;
         let p = project(&policy, None, upstream).unwrap();
         assert_eq!(p.tags, r#"{"mobile":"138****5678"}"#);
         assert_eq!(p.released, ["mobile"]);
@@ -1560,6 +1605,13 @@ mod tests {
                     prop_assert!(!case.upstream.contains_key(&w.field));
                 }
             }
+        }
+
+        #[test]
+        fn written_json_strings_read_back(text in "(\\PC|[\\x00-\\x1f\"\\\\])*") {
+            let mut out = String::new();
+            write_json_str(&mut out, &text);
+            prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text);
         }
 
         #[test]
