@@ -8,24 +8,24 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
-use tracing::info;
 
 use gateway_http::{GatewayState, Overrides};
 
 use crate::cli::DevArgs;
 
-pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DevArgs, format: crate::cli::LogFormat) -> anyhow::Result<()> {
     if gateway_tls::devpki::ensure(&args.certs, gateway_tls::devpki::SAMPLE_PARTNERS)
         .with_context(|| format!("create the dev PKI in {}", args.certs.display()))?
     {
-        info!(dir = %args.certs.display(), "Generated the dev PKI.");
+        // Logging starts with the configuration (serve); say it on stderr meanwhile.
+        eprintln!("Generated the dev PKI in {}.", args.certs.display());
     }
     gateway_http::devdata::ensure_dev_secrets(&args.data)
         .with_context(|| format!("create dev secrets in {}", args.data.display()))?;
     let sandbox = gateway_sandbox::start(args.sandbox_addr)
         .await
         .context("start the sandbox upstream")?;
-    info!("sandbox upstream on {}", sandbox.addr());
+    eprintln!("sandbox upstream on {}", sandbox.addr());
     let overrides = Overrides {
         upstream_authority: Some(sandbox.addr().to_string()),
     };
@@ -41,6 +41,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.listen.partner_addr,
         args.listen.admin_addr,
         Some(banner),
+        format,
     )
     .await;
     sandbox.shutdown().await;

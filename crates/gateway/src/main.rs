@@ -29,10 +29,10 @@ fn main() -> ExitCode {
         } => config_check(&config),
         Command::Audit { command } => audit::run(command),
         command => {
-            init_logging(cli.log_format.unwrap_or(match command {
+            let format = cli.log_format.unwrap_or(match command {
                 Command::Dev { .. } => LogFormat::Text,
                 _ => LogFormat::Json,
-            }));
+            });
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run_command(command)) {
+            match runtime.block_on(run_command(command, format)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     error!(error = format!("{err:#}"), "Stopped.");
@@ -55,9 +55,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_command(command: Command) -> anyhow::Result<()> {
+async fn run_command(command: Command, format: LogFormat) -> anyhow::Result<()> {
     match command {
-        Command::Dev(args) => dev::run(args).await,
+        Command::Dev(args) => dev::run(args, format).await,
         Command::Run { config, listen } => {
             serve(
                 &config,
@@ -65,10 +65,12 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 listen.partner_addr,
                 listen.admin_addr,
                 None,
+                format,
             )
             .await
         }
         Command::Sandbox { addr } => {
+            let _telemetry = telemetry(format, None)?;
             let sandbox = gateway_sandbox::start(addr)
                 .await
                 .context("start the sandbox")?;
@@ -105,6 +107,7 @@ pub(crate) async fn serve(
     partner_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     on_ready: Option<OnReady>,
+    format: LogFormat,
 ) -> anyhow::Result<()> {
     // Load and check everything before binding a port (STYLE §6).
     let dir = config_dir.to_path_buf();
@@ -115,6 +118,8 @@ pub(crate) async fn serve(
         }
         Err(err) => return Err(err.into()),
     };
+    // Logs, and OpenTelemetry export when gateway.yaml names an OTLP endpoint.
+    let _telemetry = telemetry(format, Some(&prepared.config))?;
     let admin_token = gateway_config::admin_token(
         &prepared.config.gateway.admin_listener,
         &gateway_config::SystemEnv,
@@ -250,14 +255,23 @@ fn config_check(dir: &Path) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Installs logging (and OTLP export when configured); the guard flushes on drop.
+fn telemetry(
+    format: LogFormat,
+    config: Option<&gateway_config::Config>,
+) -> anyhow::Result<gateway_telemetry::TelemetryGuard> {
+    let settings = gateway_telemetry::TelemetrySettings {
+        log_format: match format {
+            LogFormat::Json => gateway_telemetry::LogFormat::Json,
+            LogFormat::Text => gateway_telemetry::LogFormat::Text,
+        },
+        filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        otlp_endpoint: config.and_then(|c| c.gateway.telemetry.otlp_endpoint.clone()),
+        service_name: config.map_or_else(
+            || "partner-gateway".into(),
+            |c| c.gateway.telemetry.service_name.clone(),
+        ),
+        instance_id: config.map_or_else(|| "local".into(), |c| c.gateway.instance_id.clone()),
+    };
+    gateway_telemetry::init(&settings).map_err(|e| anyhow::anyhow!("telemetry: {e}"))
 }

@@ -24,7 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service, ServiceBuilder};
-use tracing::info;
+use tracing::{Instrument as _, info};
 
 use gateway_audit::AuditLayer;
 use gateway_auth::RequireTokenLayer;
@@ -143,7 +143,14 @@ where
         let method = req.method().clone();
         let id = req.extensions().get::<InteractionId>().cloned();
         let state = self.state.clone();
-        let future = self.inner.call(req);
+        // One span per request, joining the caller's trace (a no-op unless OTLP export is on).
+        let span = req
+            .extensions()
+            .get::<gateway_core::TraceContext>()
+            .map_or_else(tracing::Span::none, |trace| {
+                gateway_telemetry::request_span(trace, "", "")
+            });
+        let future = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
             let response = future.await?;
             let elapsed = started.elapsed();
@@ -161,6 +168,10 @@ where
             state
                 .metrics
                 .request(partner_label, route, status, elapsed.as_secs_f64());
+            let decision = if status < 400 { "allow" } else { "deny" };
+            gateway_telemetry::record_route(&span, route, partner_label);
+            gateway_telemetry::record_outcome(&span, status, decision);
+            gateway_telemetry::record_request(partner_label, route, decision, status, elapsed);
             info!(
                 partner = partner_label,
                 route,
