@@ -382,6 +382,45 @@ impl TestGateway {
             .expect("admin request")
     }
 
+    /// Records a consent through the admin API; returns `(consent_id, customer_ref)`.
+    pub async fn grant(
+        &self,
+        customer: &str,
+        partner: &str,
+        purpose: &str,
+        fields: serde_json::Value,
+        second_authorisation: bool,
+    ) -> (String, String) {
+        let response = self
+            .admin(
+                Method::POST,
+                "/admin/v1/consents",
+                Some(serde_json::json!({
+                    "customer_id": customer,
+                    "partner_id": partner,
+                    "purpose": purpose,
+                    "fields": fields,
+                    "expires_at": "2030-01-01T00:00:00Z",
+                    "second_authorisation": second_authorisation,
+                })),
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "grant: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let doc = response.json();
+        (
+            doc["consent_id"].as_str().expect("consent_id").to_owned(),
+            doc["customer_ref"]
+                .as_str()
+                .expect("customer_ref")
+                .to_owned(),
+        )
+    }
+
     /// `POST /admin/v1/reload`.
     pub async fn reload(&self) -> TestResponse {
         self.admin(Method::POST, "/admin/v1/reload", None).await
@@ -763,6 +802,24 @@ fn response_complete(bytes: &[u8]) -> bool {
         })
         .unwrap_or(0);
     bytes.len() >= end + 4 + length
+}
+
+/// Polls an async `condition` until it holds or `within` passes.
+pub async fn eventually_async<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `condition` every few milliseconds until it holds or `within` passes.

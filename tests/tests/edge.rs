@@ -7,8 +7,20 @@ use std::time::{Duration, Instant};
 use gateway_core::X_FAPI_INTERACTION_ID;
 use gateway_tests::TestGateway;
 
-/// A request that always reaches the upstream (the product catalogue is cached).
-const UPSTREAM_BOUND: &str = "/v1/customers/C000001/tags";
+/// A path that always reaches the upstream (the product catalogue is cached; customer tags
+/// are fetched per request): demo-bank's consented view of customer C000001.
+async fn upstream_bound(gateway: &TestGateway) -> String {
+    let (_, customer_ref) = gateway
+        .grant(
+            "C000001",
+            "demo-bank",
+            "wealth_advice",
+            serde_json::json!({"risk_level": "plain"}),
+            false,
+        )
+        .await;
+    format!("/v1/customers/{customer_ref}/tags")
+}
 
 #[tokio::test]
 async fn path_tricks_are_refused_before_routing() {
@@ -88,8 +100,9 @@ async fn interaction_id_is_echoed_or_minted_on_every_response() {
     assert_ne!(a, b);
     assert!(uuid_like(a) && uuid_like(b), "{a} {b}");
     // The upstream receives the id too.
+    let path = upstream_bound(&gateway).await;
     client
-        .get_with(UPSTREAM_BOUND, &[(X_FAPI_INTERACTION_ID, "to-upstream")])
+        .get_with(&path, &[(X_FAPI_INTERACTION_ID, "to-upstream")])
         .await
         .unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
@@ -120,8 +133,9 @@ async fn traceparent_is_continued_to_the_upstream() {
     let gateway = TestGateway::start().await;
     let mut client = gateway.client("demo-bank").await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let path = upstream_bound(&gateway).await;
     client
-        .get_with(UPSTREAM_BOUND, &[("traceparent", incoming)])
+        .get_with(&path, &[("traceparent", incoming)])
         .await
         .unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
@@ -137,7 +151,7 @@ async fn traceparent_is_continued_to_the_upstream() {
         "the gateway's hop has its own span id"
     );
     // Without one, a new trace starts.
-    client.get(UPSTREAM_BOUND).await.unwrap();
+    client.get(&path).await.unwrap();
     let seen = gateway.sandbox().controls().last_headers().unwrap();
     assert!(
         gateway_core::TraceContext::parse_traceparent(seen["traceparent"].to_str().unwrap())

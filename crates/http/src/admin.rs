@@ -121,6 +121,16 @@ async fn route(state: &Arc<GatewayState>, req: Request<Incoming>) -> Response<Bo
                 (Method::GET, "/admin/v1/partners") => partners(state),
                 (Method::GET, "/admin/v1/audit") => audit_search(state, req.uri().query()).await,
                 (Method::POST, "/admin/v1/referral-events") => referral_event(state, req).await,
+                (Method::POST, "/admin/v1/consents") => crate::consents::grant(state, req).await,
+                (_, "/admin/v1/consents") => method_not_allowed("POST"),
+                (Method::DELETE, p) if p.starts_with("/admin/v1/consents/") => {
+                    let id = p.trim_start_matches("/admin/v1/consents/").to_owned();
+                    crate::consents::revoke(state, &id).await
+                }
+                (Method::GET, p) if customer_consents(p).is_some() => {
+                    let customer = customer_consents(p).unwrap_or_default().to_owned();
+                    crate::consents::list(state, &customer).await
+                }
                 (_, "/admin/v1/referral-events") => method_not_allowed("POST"),
                 (Method::GET, p) if access_log_customer(p).is_some() => {
                     let customer = access_log_customer(p).unwrap_or_default().to_owned();
@@ -314,6 +324,13 @@ async fn referral_event(state: &GatewayState, req: Request<Incoming>) -> Respons
             }
         },
     }
+}
+
+fn customer_consents(path: &str) -> Option<&str> {
+    let customer = path
+        .strip_prefix("/admin/v1/customers/")?
+        .strip_suffix("/consents")?;
+    (!customer.contains('/')).then_some(customer)
 }
 
 fn access_log_customer(path: &str) -> Option<&str> {

@@ -35,6 +35,67 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Validates `value` against a JSON Schema; every violation with its JSON pointer
+/// (additional properties are reported at their own pointer).
+pub fn schema_violations(
+    validator: &jsonschema::Validator,
+    value: &serde_json::Value,
+) -> Vec<gateway_core::Violation> {
+    let mut violations = Vec::new();
+    for error in validator.iter_errors(value) {
+        let pointer = error.instance_path().as_str().to_owned();
+        if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+            error.kind()
+        {
+            for key in unexpected {
+                violations.push(gateway_core::Violation {
+                    pointer: format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")),
+                    detail: "unknown member".into(),
+                });
+            }
+            continue;
+        }
+        violations.push(gateway_core::Violation {
+            pointer,
+            detail: error.to_string(),
+        });
+    }
+    violations
+}
+
+/// Parses a JSON body and validates it against a schema: 400 `malformed-json` or 400
+/// `validation-failed` listing every violation.
+pub fn parse_valid(
+    bytes: &[u8],
+    validator: &jsonschema::Validator,
+) -> Result<serde_json::Value, Problem> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Problem::new(ProblemType::MalformedJson).with_detail(e.to_string()))?;
+    let violations = schema_violations(validator, &value);
+    if violations.is_empty() {
+        Ok(value)
+    } else {
+        Err(Problem::new(ProblemType::ValidationFailed)
+            .with_detail(format!("{} violation(s)", violations.len()))
+            .with_errors(violations))
+    }
+}
+
+/// The compiled schema of `POST /admin/v1/consents` bodies (`schemas/consent-grant.schema.json`).
+pub fn consent_grant_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schemas/consent-grant.schema.json"))
+                // The schema is a committed file, checked by tests/tests/spec.rs.
+                .unwrap_or(serde_json::Value::Bool(false));
+        jsonschema::validator_for(&schema).unwrap_or_else(|_| {
+            jsonschema::validator_for(&serde_json::Value::Bool(false))
+                .expect("`false` is a valid schema")
+        })
+    })
+}
+
 /// The problem for a referral-crate body error.
 pub fn body_problem(err: gateway_referral::BodyError) -> Problem {
     match err {

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod body;
+mod consents;
 pub mod devdata;
 pub mod edge;
 pub mod handlers;

@@ -145,6 +145,9 @@ pub enum StartError {
     /// The audit trail could not be opened.
     #[error("audit trail: {0}")]
     Audit(String),
+    /// The consent service could not be set up.
+    #[error("consent: {0}")]
+    Consent(String),
     /// The cluster rate limiter could not be set up.
     #[error("rate limiter: {0}")]
     RateLimit(String),
@@ -292,6 +295,25 @@ impl gateway_referral::FetchCatalogue for FetchProducts {
     }
 }
 
+/// Every partner's consent policy, built once per configuration.
+fn policies(
+    config: &Config,
+) -> std::collections::HashMap<gateway_core::PartnerId, Arc<gateway_consent::PartnerPolicy>> {
+    config
+        .partners
+        .values()
+        .map(|p| {
+            let policy = gateway_consent::PartnerPolicy {
+                id: p.id.clone(),
+                ceiling: p.field_ceiling.clone(),
+                purposes: p.purposes.clone(),
+                active: p.is_active(),
+            };
+            (p.id.clone(), Arc::new(policy))
+        })
+        .collect()
+}
+
 /// The referral campaigns of a configuration, as the referral crate takes them.
 fn campaigns(config: &Config) -> gateway_referral::Campaigns {
     gateway_referral::Campaigns::new(config.campaigns.values().map(|c| {
@@ -372,6 +394,11 @@ pub struct GatewayState {
     pub tokens: gateway_auth::TokenVerifier<gateway_store::Store>,
     /// Where "now" comes from (tokens, consents, campaigns).
     pub clock: Arc<dyn gateway_core::time::Clock>,
+    /// Consent grants, lookups (cached, invalidated cluster-wide) and pairwise refs.
+    pub consents: gateway_consent::ConsentService,
+    policies: ArcSwap<
+        std::collections::HashMap<gateway_core::PartnerId, Arc<gateway_consent::PartnerPolicy>>,
+    >,
     /// Rate limits: local GCRA, or exact cluster GCRA in Redis with a local fallback.
     pub limiter: gateway_ratelimit::Limiter,
     /// The audit trail.
@@ -439,6 +466,18 @@ impl GatewayState {
             .cache_capacity(100_000)
             .build();
         let limiter = limiter(&prepared.config)?;
+        let consent = &prepared.config.gateway.consent;
+        let refs = gateway_consent::RefKey::from_file(&consent.ref_secret_file)
+            .map_err(|e| StartError::Consent(e.to_string()))?;
+        let consents = gateway_consent::ConsentService::new(
+            store.clone(),
+            refs,
+            gateway_consent::CacheSettings {
+                ttl: consent.cache_ttl,
+                staleness_bound: consent.staleness_bound,
+                ..Default::default()
+            },
+        );
         let (audit, audit_hasher) = open_audit(&prepared.config).await?;
         let background = tokio_util::sync::CancellationToken::new();
         spawn_forwarder(&prepared.config, &audit, &background)?;
@@ -467,6 +506,8 @@ impl GatewayState {
             store,
             tokens,
             clock,
+            consents,
+            policies: ArcSwap::new(Arc::new(policies(&prepared.config))),
             limiter,
             audit,
             audit_hasher,
@@ -487,6 +528,14 @@ impl GatewayState {
     /// The TLS configuration in force (new handshakes use it).
     pub fn tls(&self) -> Arc<rustls::ServerConfig> {
         self.tls.load_full()
+    }
+
+    /// A partner's consent policy (ceiling, purposes, status) in force.
+    pub fn partner_policy(
+        &self,
+        partner: &gateway_core::PartnerId,
+    ) -> Option<Arc<gateway_consent::PartnerPolicy>> {
+        self.policies.load().get(partner).cloned()
     }
 
     /// The referral campaigns in force.
@@ -562,6 +611,7 @@ impl GatewayState {
             self.catalogue.invalidate();
         }
         self.campaigns.store(Arc::new(campaigns(&prepared.config)));
+        self.policies.store(Arc::new(policies(&prepared.config)));
         self.config.store(prepared.config.clone());
         if let Ok(token) = admin_token {
             self.admin_token.store(Arc::new(token));

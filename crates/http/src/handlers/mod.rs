@@ -2,22 +2,21 @@
 
 mod products;
 mod referrals;
+mod tags;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use gateway_auth::ClientRegistration;
-use gateway_core::{
-    InteractionId, PartnerContext, PeerIdentity, Problem, ProblemType, Route, TraceContext,
-};
+use gateway_core::{PartnerContext, PeerIdentity, Problem, ProblemType, Route};
 
 use crate::body::{Body, BodyError, BoxError, read_limited};
 use crate::partner::ConfigSnapshot;
-use crate::proxy::{Upstream, UpstreamError, UpstreamRequest, relay};
+use crate::proxy::UpstreamError;
 use crate::state::GatewayState;
 
 /// Why a handler did not produce a response.
@@ -62,17 +61,11 @@ pub async fn handle(
             let base = issuer.settings().issuer.clone();
             Ok(issuer.metadata_response(&base))
         }
-        Route::CustomerTags => {
-            let path = format!("/customers/{}/tags", param.unwrap_or_default());
-            proxy(state, Upstream::Tags, &path, req).await
-        }
+        Route::CustomerTags | Route::Consent => tags::handle(state, route, param, req).await,
         Route::Products | Route::Product => products::handle(state, route, param, req).await,
         Route::IssueReferralCode | Route::ReferralCode | Route::CampaignStats => {
             referrals::handle(state, route, param, req).await
         }
-        Route::Consent => Err(Problem::new(ProblemType::NotFound)
-            .with_detail("this route is not available yet")
-            .into()),
     }
 }
 
@@ -138,43 +131,6 @@ async fn oauth(
             Err(err) => err.into_response(),
         },
     })
-}
-
-/// Forwards a bodiless request to an upstream and relays the answer.
-async fn proxy(
-    state: &Arc<GatewayState>,
-    upstream: Upstream,
-    path: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, HandlerError> {
-    let config = snapshot(&req)?;
-    let settings = &config.0.gateway.upstreams;
-    let base = match upstream {
-        Upstream::Tags => &settings.tags,
-        Upstream::Products => &settings.products,
-        Upstream::Referrals => &settings.referrals,
-    };
-    let mut headers = HeaderMap::new();
-    for name in [header::ACCEPT, header::IF_NONE_MATCH] {
-        if let Some(value) = req.headers().get(&name) {
-            headers.insert(name, value.clone());
-        }
-    }
-    let response = state
-        .upstream
-        .send(UpstreamRequest {
-            upstream,
-            base,
-            method: Method::GET,
-            path_and_query: path,
-            headers,
-            body: Body::empty(),
-            trace: req.extensions().get::<TraceContext>(),
-            interaction_id: req.extensions().get::<InteractionId>(),
-            timeout: settings.request_timeout,
-        })
-        .await?;
-    Ok(relay(response, upstream)?)
 }
 
 /// The configuration snapshot Identify attached to the request.
