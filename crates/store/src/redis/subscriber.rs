@@ -63,10 +63,12 @@ impl Subscriber {
                 Ok((sink, stream, baseline)) => {
                     attempt = 0;
                     let mut tracker = EpochTracker::new(baseline);
+                    // Whatever changed before this subscription was live may be missed. The
+                    // Resync goes out before `delivered` vouches for the baseline, so no
+                    // reader can see the epoch covered without the caches dropped first.
+                    let _ = self.changes.send(Change::Resync);
                     self.delivered.store(baseline, Ordering::Release);
                     let _ = self.subscribed.send(true);
-                    // Whatever changed before this subscription was live may be missed.
-                    let _ = self.changes.send(Change::Resync);
                     tracing::debug!(url = %redact(url), epoch = baseline, "Change subscription up.");
                     self.pump(sink, stream, &mut tracker).await;
                     let _ = self.subscribed.send(false);
@@ -179,8 +181,9 @@ impl Subscriber {
 
     fn resync(&self, tracker: &mut EpochTracker, epoch: u64) {
         tracker.reset(epoch);
-        self.delivered.store(epoch, Ordering::Release);
+        // Signal first, then vouch (see `run`).
         let _ = self.changes.send(Change::Resync);
+        self.delivered.store(epoch, Ordering::Release);
     }
 }
 
