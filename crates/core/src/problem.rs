@@ -115,6 +115,8 @@ catalogue! {
     IdempotencyKeyRequired => ("idempotency-key-required", 400, "Idempotency-Key header is required"),
     /// The idempotency key was used before with a different body.
     IdempotencyKeyReused => ("idempotency-key-reused", 422, "Idempotency key was used with a different request"),
+    /// A request with the same idempotency key is still being processed.
+    IdempotencyKeyInProgress => ("idempotency-key-in-progress", 409, "A request with this idempotency key is still in progress"),
     /// A referral event cannot be accepted; `reason` says why.
     ReferralEventRejected => ("referral-event-rejected", 422, "Referral event is not acceptable"),
     // --- admin

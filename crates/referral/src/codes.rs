@@ -486,8 +486,8 @@ impl IssueError {
     /// The problem to answer with, or `None` for a failure of ours or of a dependency
     /// (store, randomness), which travels to the rescue layer instead.
     ///
-    /// [`IssueError::InProgress`] maps to 503 `store-unavailable` with `retry_after` 1 until
-    /// the core catalogue has a `409` type for it.
+    /// [`IssueError::InProgress`] is 409 `idempotency-key-in-progress`: retry shortly and the
+    /// first request's answer is replayed.
     pub fn problem(&self) -> Option<Problem> {
         Some(match self {
             IssueError::CampaignNotFound(_) => Problem::new(ProblemType::CampaignNotFound),
@@ -502,11 +502,10 @@ impl IssueError {
                 ))
                 .with_extension("retry_after", (*retry_after_secs).into()),
             IssueError::IdempotencyKeyReused => Problem::new(ProblemType::IdempotencyKeyReused),
-            IssueError::InProgress => Problem::new(ProblemType::StoreUnavailable)
+            IssueError::InProgress => Problem::new(ProblemType::IdempotencyKeyInProgress)
                 .with_detail(
                     "a request with this Idempotency-Key is still being processed; retry shortly",
-                )
-                .with_extension("retry_after", 1.into()),
+                ),
             IssueError::Entropy | IssueError::Store(_) => return None,
         })
     }
