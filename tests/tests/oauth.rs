@@ -437,3 +437,53 @@ async fn an_oauth2_crate_client_gets_a_token_over_mtls_and_calls_the_api() {
     api.set_token(Some(token.access_token().secret().clone()));
     assert_eq!(api.get("/v1/products?limit=1").await.unwrap().status, 200);
 }
+
+/// With Redis, a token revoked through one instance is refused by another at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_instance_is_refused_by_another() {
+    let redis = gateway_testutil::RedisServer::start();
+    let a = TestGateway::builder().redis(&redis.url(), 2).start().await;
+    let b = TestGateway::builder()
+        .redis(&redis.url(), 2)
+        .peer_of(&a)
+        .start()
+        .await;
+    let mut on_a = a.client("demo-bank").await;
+    let token = on_a.token().unwrap().to_owned();
+    let mut on_b = b
+        .connect(&b.partner_cert("demo-bank"), Alpn::Http1)
+        .await
+        .unwrap();
+    on_b.set_token(Some(token.clone()));
+    assert_eq!(
+        on_b.get("/v1/products?limit=1").await.unwrap().status,
+        200,
+        "B accepts A's token (cached now)"
+    );
+    let revoked_at = std::time::Instant::now();
+    let response = on_a
+        .post(
+            "/oauth2/revoke",
+            FORM,
+            format!("token={token}&client_id=demo-bank"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    loop {
+        let response = on_b.get("/v1/products?limit=1").await.unwrap();
+        if response.status == 401 {
+            response.assert_problem(401, "invalid-token");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(2),
+            "B still accepts a revoked token"
+        );
+    }
+    eprintln!(
+        "token revocation enforced on the other instance after {:?}",
+        revoked_at.elapsed()
+    );
+}
