@@ -11,6 +11,8 @@ use http::Method;
 #[tokio::test]
 async fn admin_api_needs_the_admin_token() {
     let gateway = TestGateway::start().await;
+    let mut bank = gateway.client("demo-bank").await;
+    assert_eq!(bank.get("/v1/products?limit=1").await.unwrap().status, 200);
     for token in [None, Some("wrong-token-wrong-token"), Some("")] {
         let response = admin_request(
             gateway.admin_addr,
@@ -33,6 +35,13 @@ async fn admin_api_needs_the_admin_token() {
         .map(|p| p["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["demo-bank", "demo-fund", "demo-insurer"]);
+    let bank = &response.json()["partners"][0];
+    assert_eq!(bank["tokens_issued"], 1);
+    assert_eq!(
+        bank["requests"], 2,
+        "the token request and the products request"
+    );
+    assert_eq!(bank["open_connections"], 1);
     // Probes are open.
     for path in ["/healthz", "/readyz", "/metrics"] {
         let response = admin_request(gateway.admin_addr, Method::GET, path, None, None)

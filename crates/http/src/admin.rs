@@ -577,6 +577,8 @@ fn partners(state: &GatewayState) -> Response<Body> {
                     "subject": p.subjects,
                 },
                 "open_connections": state.registry.count_for(&p.id),
+                "requests": state.partner_counts.of(&p.id).requests.load(std::sync::atomic::Ordering::Relaxed),
+                "tokens_issued": state.partner_counts.of(&p.id).tokens.load(std::sync::atomic::Ordering::Relaxed),
             })
         })
         .collect();

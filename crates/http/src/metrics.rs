@@ -244,3 +244,36 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// Per-partner counts for `GET /admin/v1/partners`: requests served and tokens issued.
+#[derive(Debug, Default)]
+pub struct PartnerCounts {
+    counts: std::sync::RwLock<std::collections::HashMap<gateway_core::PartnerId, Arc<Counts>>>,
+}
+
+/// The counts of one partner.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Requests answered (any status).
+    pub requests: AtomicU64,
+    /// Access tokens issued.
+    pub tokens: AtomicU64,
+}
+
+impl PartnerCounts {
+    /// The counts of `partner`, created on first use.
+    pub fn of(&self, partner: &gateway_core::PartnerId) -> Arc<Counts> {
+        if let Some(counts) = self
+            .counts
+            .read()
+            .ok()
+            .and_then(|m| m.get(partner).cloned())
+        {
+            return counts;
+        }
+        match self.counts.write() {
+            Ok(mut map) => map.entry(partner.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+}

@@ -164,6 +164,13 @@ where
                 .map(|m| m.route.name())
                 .unwrap_or("none");
             let partner_label = partner.as_ref().map_or("unknown", |p| p.as_str());
+            if let Some(partner) = &partner {
+                state
+                    .partner_counts
+                    .of(partner)
+                    .requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             let status = response.status().as_u16();
             state
                 .metrics

@@ -384,6 +384,8 @@ pub struct GatewayState {
     pub registry: ConnectionRegistry,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Requests and tokens per partner, for the admin API.
+    pub partner_counts: crate::metrics::PartnerCounts,
     /// The pooled upstream client.
     pub upstream: UpstreamClient,
     /// The admin bearer token.
@@ -501,6 +503,7 @@ impl GatewayState {
             tls: ArcSwap::new(prepared.tls),
             registry: ConnectionRegistry::new(),
             metrics: Metrics::new(),
+            partner_counts: Default::default(),
             upstream,
             admin_token: ArcSwap::new(Arc::new(admin_token)),
             store,
@@ -578,6 +581,29 @@ impl GatewayState {
         }
     }
 
+    /// Records a reload in the audit trail (an admin change). A reload is not refused when
+    /// its record fails: the failure shows in `/readyz` and the log.
+    async fn audit_reload(&self, outcome: &str, details: serde_json::Value) {
+        use gateway_core::audit::{AdminAction, AuditRecord, AuditTime};
+        let record = AuditRecord::admin_change(
+            AuditTime::now(),
+            self.config().gateway.instance_id.clone(),
+            AdminAction {
+                actor: "reload".into(),
+                action: "reload".into(),
+                target: Some(outcome.into()),
+                details,
+            },
+        );
+        if let Err(err) = self
+            .audit
+            .append_with(&record, gateway_audit::Durability::Sync)
+            .await
+        {
+            warn!(error = %err, "Reload could not be audited.");
+        }
+    }
+
     /// Reloads the configuration directory. On any error the running configuration stays.
     pub async fn reload(&self) -> Result<Reloaded, PrepareError> {
         let _serialised = self.reload_lock.lock().await;
@@ -591,6 +617,8 @@ impl GatewayState {
             Err(err) => {
                 self.metrics.reload("rejected");
                 warn!(error = %err, "Configuration reload rejected; the running configuration stays.");
+                self.audit_reload("rejected", serde_json::json!({"error": err.to_string()}))
+                    .await;
                 return Err(err);
             }
         };
@@ -630,6 +658,11 @@ impl GatewayState {
         for change in &changes {
             info!(change = %change, "Configuration change.");
         }
+        self.audit_reload(
+            "applied",
+            serde_json::json!({"changes": changes, "connections_closed": connections_closed}),
+        )
+        .await;
         Ok(Reloaded {
             changes,
             connections_closed,

@@ -113,7 +113,16 @@ async fn oauth(
             registration.as_ref(),
             now,
         ) {
-            Ok(token) => token.into_response(),
+            Ok(token) => {
+                if let Some(registration) = &registration {
+                    state
+                        .partner_counts
+                        .of(&registration.partner)
+                        .tokens
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                token.into_response()
+            }
             Err(err) => err.into_response(),
         },
         _ => match state
