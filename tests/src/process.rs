@@ -132,3 +132,61 @@ pub fn address_after(text: &str, marker: &str) -> Option<SocketAddr> {
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
+
+/// A root directory for gateway processes: the sample configuration pointing at a sandbox
+/// this fixture runs, a dev PKI and dev secrets. Processes started from it share its data
+/// (embedded store, audit trail), so a restarted gateway finds what the killed one wrote.
+#[derive(Debug)]
+pub struct ProcessRoot {
+    root: tempfile::TempDir,
+    sandbox: gateway_sandbox::SandboxHandle,
+}
+
+impl ProcessRoot {
+    /// Prepares the directory and starts the sandbox.
+    pub async fn new() -> ProcessRoot {
+        crate::init();
+        let root = tempfile::tempdir().expect("temp dir");
+        crate::prepare_root(root.path()).expect("prepare the root");
+        let sandbox = gateway_sandbox::start("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("start the sandbox");
+        let yaml_path = root.path().join("partner-config/gateway.yaml");
+        let yaml = std::fs::read_to_string(&yaml_path).expect("gateway.yaml");
+        std::fs::write(
+            &yaml_path,
+            yaml.replace("127.0.0.1:8600", &sandbox.addr().to_string()),
+        )
+        .expect("write gateway.yaml");
+        ProcessRoot { root, sandbox }
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The configuration directory.
+    pub fn config(&self) -> PathBuf {
+        self.root.path().join("partner-config")
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("data/admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The sandbox upstream.
+    pub fn sandbox(&self) -> &gateway_sandbox::SandboxHandle {
+        &self.sandbox
+    }
+
+    /// Starts `partner-gateway run` on this root (log in `gateway.log`).
+    pub fn start(&self) -> GatewayProcess {
+        GatewayProcess::start(&self.config(), &self.root.path().join("gateway.log"))
+            .expect("start partner-gateway")
+    }
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gateway_tests::{Alpn, GatewayProcess, PartnerClient, TestGateway};
+use gateway_tests::{GatewayProcess, TestGateway};
 
 /// Interaction ids of every record in an audit directory.
 fn recorded_interaction_ids(dir: &Path) -> HashSet<String> {
@@ -39,53 +39,23 @@ fn verify(root: &Path) -> std::process::Output {
         .unwrap()
 }
 
-async fn client_for(root: &Path, addr: std::net::SocketAddr) -> PartnerClient {
-    let certs = root.join("certs/dev");
-    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
-    let cert = std::fs::read(certs.join("partners/demo-bank.pem")).unwrap();
-    let key = std::fs::read(certs.join("partners/demo-bank-key.pem")).unwrap();
-    let config = gateway_tls::testing::client_config(
-        &ca,
-        &cert,
-        &key,
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-    )
-    .unwrap();
-    let mut client = PartnerClient::connect(addr, config, Alpn::Http1)
-        .await
-        .unwrap();
-    client
-        .authorize("demo-bank", "products:read")
-        .await
-        .unwrap();
-    client
-}
-
 /// kill -9 at a random moment, 20 times: every request that got a 2xx is in the trail
 /// afterwards, and the trail verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_request_survives_kill_9() {
-    gateway_tests::init();
-    let root = tempfile::tempdir().unwrap();
-    gateway_tests::prepare_root(root.path()).unwrap();
-    let sandbox = gateway_sandbox::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let yaml_path = root.path().join("partner-config/gateway.yaml");
-    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
-    std::fs::write(
-        &yaml_path,
-        yaml.replace("127.0.0.1:8600", &sandbox.addr().to_string()),
-    )
-    .unwrap();
-    let log = root.path().join("gateway.log");
+    let root = gateway_tests::process::ProcessRoot::new().await;
     let mut acknowledged = HashSet::new();
     let started = Instant::now();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..20 {
-        let mut gateway = GatewayProcess::start(&root.path().join("partner-config"), &log).unwrap();
-        let mut client = client_for(root.path(), gateway.partner_addr).await;
+        let mut gateway = root.start();
+        let mut client = gateway_tests::partner_client(
+            root.path(),
+            gateway.partner_addr,
+            "demo-bank",
+            "products:read",
+        )
+        .await;
         // Kill after a pseudo-random number of acknowledged requests (1..=40).
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -139,7 +109,7 @@ async fn every_acknowledged_request_survives_kill_9() {
         );
     }
     // After the last kill: a restart reopens the trail, and the whole trail verifies.
-    let gateway = GatewayProcess::start(&root.path().join("partner-config"), &log).unwrap();
+    let gateway = root.start();
     drop(gateway);
     let output = verify(root.path());
     assert!(

@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use gateway_core::time::{ManualClock, UnixTime};
-use gateway_tests::{GatewayProcess, TestGateway};
+use gateway_tests::TestGateway;
 use gateway_testutil::RedisServer;
 
 fn tags_path(customer_ref: &str) -> String {
@@ -526,21 +526,7 @@ async fn without_the_store_customer_data_is_not_released() {
 /// A grant and a revocation answered 2xx survive kill -9 (embedded store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_and_revocations_survive_kill_9() {
-    gateway_tests::init();
-    let root = tempfile::tempdir().unwrap();
-    gateway_tests::prepare_root(root.path()).unwrap();
-    let sandbox = gateway_sandbox::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let yaml_path = root.path().join("partner-config/gateway.yaml");
-    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
-    std::fs::write(
-        &yaml_path,
-        yaml.replace("127.0.0.1:8600", &sandbox.addr().to_string()),
-    )
-    .unwrap();
-    let config = root.path().join("partner-config");
-    let log = root.path().join("gateway.log");
+    let root = gateway_tests::process::ProcessRoot::new().await;
     let token = std::fs::read_to_string(root.path().join("data/admin.token")).unwrap();
     let token = token.trim();
     let grant = |customer: &str| {
@@ -548,7 +534,7 @@ async fn grants_and_revocations_survive_kill_9() {
                "fields": {"risk_level": "plain"}, "expires_at": "2030-01-01T00:00:00Z"})
     };
 
-    let mut gateway = GatewayProcess::start(&config, &log).unwrap();
+    let mut gateway = root.start();
     let kept = gateway_tests::admin_request(
         gateway.admin_addr,
         Method::POST,
@@ -582,7 +568,7 @@ async fn grants_and_revocations_survive_kill_9() {
     assert_eq!(answer.status, 200);
     gateway.kill9();
 
-    let gateway = GatewayProcess::start(&config, &log).unwrap();
+    let gateway = root.start();
     let mut bank =
         gateway_tests::partner_client(root.path(), gateway.partner_addr, "demo-bank", "tags:read")
             .await;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use http::Method;
 use serde_json::json;
 
-use gateway_tests::{GatewayProcess, TestGateway};
+use gateway_tests::TestGateway;
 use gateway_testutil::RedisServer;
 
 const JSON: &str = "application/json";
@@ -489,24 +489,10 @@ async fn concurrent_issues_with_one_key_on_two_instances_create_one_code() {
 /// A referral event answered 2xx survives kill -9 of the gateway (embedded store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_event_survives_kill_9() {
-    gateway_tests::init();
-    let root = tempfile::tempdir().unwrap();
-    gateway_tests::prepare_root(root.path()).unwrap();
-    let sandbox = gateway_sandbox::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let yaml_path = root.path().join("partner-config/gateway.yaml");
-    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
-    std::fs::write(
-        &yaml_path,
-        yaml.replace("127.0.0.1:8600", &sandbox.addr().to_string()),
-    )
-    .unwrap();
-    let config = root.path().join("partner-config");
-    let log = root.path().join("gateway.log");
+    let root = gateway_tests::process::ProcessRoot::new().await;
     let token = std::fs::read_to_string(root.path().join("data/admin.token")).unwrap();
 
-    let mut gateway = GatewayProcess::start(&config, &log).unwrap();
+    let mut gateway = root.start();
     let mut client = gateway_tests::partner_client(
         root.path(),
         gateway.partner_addr,
@@ -540,7 +526,7 @@ async fn an_acknowledged_event_survives_kill_9() {
     assert_eq!(answer.status, 201);
     gateway.kill9();
 
-    let gateway = GatewayProcess::start(&config, &log).unwrap();
+    let gateway = root.start();
     let replay = gateway_tests::admin_request(
         gateway.admin_addr,
         Method::POST,
