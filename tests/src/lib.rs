@@ -447,6 +447,24 @@ impl Drop for TestGateway {
     }
 }
 
+/// Connects to a gateway at `addr` as a sample partner of the PKI under `root/certs/dev`,
+/// without a token.
+pub async fn partner_client_raw(
+    root: &Path,
+    addr: SocketAddr,
+    partner: &str,
+) -> anyhow::Result<PartnerClient> {
+    let certs = root.join("certs/dev");
+    let config = gateway_tls::testing::client_config(
+        &std::fs::read(certs.join("ca.pem"))?,
+        &std::fs::read(devpki::partner_cert_path(&certs, partner))?,
+        &std::fs::read(devpki::partner_key_path(&certs, partner))?,
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+    )?;
+    PartnerClient::connect(addr, config, Alpn::Http1).await
+}
+
 /// Connects to a gateway at `addr` as a sample partner of the PKI under `root/certs/dev`
 /// and obtains a token for `scope`.
 pub async fn partner_client(

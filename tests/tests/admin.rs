@@ -267,3 +267,82 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// The binary reloads on SIGHUP and on file changes, as an operator would trigger it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_file_changes_reload_the_running_binary() {
+    let root = gateway_tests::process::ProcessRoot::new().await;
+    let gateway = root.start();
+    let path = root.config().join("partners/demo-fund.yaml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut fund = gateway_tests::partner_client(
+        root.path(),
+        gateway.partner_addr,
+        "demo-fund",
+        "products:read",
+    )
+    .await;
+    assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 200);
+
+    // A file change (the directory is watched): the partner is suspended.
+    std::fs::write(
+        &path,
+        original.replace("status: active", "status: suspended"),
+    )
+    .unwrap();
+    let suspended = gateway_tests::eventually_async(Duration::from_secs(10), || async {
+        match gateway_tests::partner_client_raw(root.path(), gateway.partner_addr, "demo-fund")
+            .await
+        {
+            Ok(mut client) => client
+                .get("/oauth2/token")
+                .await
+                .map(|r| r.status == 403)
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(
+        suspended,
+        "the file change did not take effect:\n{}",
+        gateway.log()
+    );
+
+    // SIGHUP after restoring the file (the watcher may get there first; either way the
+    // reload is logged with its trigger).
+    std::fs::write(&path, &original).unwrap();
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(gateway.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let restored = gateway_tests::eventually_async(Duration::from_secs(10), || async {
+        match gateway_tests::partner_client_raw(root.path(), gateway.partner_addr, "demo-fund")
+            .await
+        {
+            Ok(mut client) => client
+                .get("/oauth2/token")
+                .await
+                .map(|r| r.status == 405)
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(
+        restored,
+        "SIGHUP did not restore the partner:\n{}",
+        gateway.log()
+    );
+    let log = gateway.log();
+    assert!(
+        log.contains("\"trigger\":\"sighup\""),
+        "no SIGHUP reload logged"
+    );
+    assert!(
+        log.contains("\"trigger\":\"file_change\""),
+        "no file-change reload logged"
+    );
+}
