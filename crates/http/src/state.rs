@@ -223,13 +223,58 @@ async fn open_audit(
     Ok((writer, hasher))
 }
 
-/// Forwards audit records to the Redis stream named by `audit.forward_stream`, from the
-/// segment files, until `stop` is cancelled.
+/// Hands audit records to the OpenTelemetry log pipeline (when OTLP export is on). Export
+/// from there is best effort (the SDK's batch exporter); the Redis stream is the
+/// at-least-once channel.
+#[derive(Debug)]
+struct OtlpAuditSink {
+    instance: String,
+}
+
+impl gateway_audit::ForwardSink for OtlpAuditSink {
+    fn name(&self) -> &str {
+        "otlp"
+    }
+
+    async fn send(
+        &mut self,
+        batch: &[gateway_audit::ForwardRecord],
+    ) -> Result<(), gateway_audit::SinkError> {
+        for record in batch {
+            let line = std::str::from_utf8(&record.line)
+                .map_err(|e| gateway_audit::SinkError(e.to_string()))?;
+            let seq = record.seq.to_string();
+            gateway_telemetry::emit_audit_log(
+                line.trim_end(),
+                &[("seq", &seq), ("instance", &self.instance)],
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Forwards audit records, from the segment files, to the Redis stream named by
+/// `audit.forward_stream` and to OpenTelemetry logs when OTLP export is on, until `stop` is
+/// cancelled.
 fn spawn_forwarder(
     config: &Config,
     audit: &gateway_audit::AuditWriter,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<(), StartError> {
+    if gateway_telemetry::exporting() {
+        let sink = OtlpAuditSink {
+            instance: config.gateway.instance_id.clone(),
+        };
+        let forwarder = gateway_audit::Forwarder::new(&config.gateway.audit.dir, sink)
+            .map_err(|e| StartError::Audit(format!("OTLP forwarder: {e}")))?
+            .follow(audit.durable());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(err) = forwarder.run(stop.cancelled_owned()).await {
+                tracing::error!(error = %err, "Audit OTLP forwarder stopped.");
+            }
+        });
+    }
     let (Some(stream), gateway_config::StoreSettings::Redis { urls, .. }) =
         (&config.gateway.audit.forward_stream, &config.gateway.store)
     else {
