@@ -487,3 +487,108 @@ async fn a_token_revoked_on_one_instance_is_refused_by_another() {
         revoked_at.elapsed()
     );
 }
+
+/// Tokens of an external authorization server, verified against its JWKS: accepted over the
+/// certificate they are bound to, with the same binding and scope rules; refused otherwise.
+#[tokio::test]
+async fn tokens_of_an_external_issuer_are_verified_against_its_jwks() {
+    use gateway_auth::{
+        ClientRegistration, Issuer, IssuerSettings, KeySet, KeyStatus, SigningAlgorithm,
+        SigningKeyFile,
+    };
+
+    let key = |kid: &str| SigningKeyFile {
+        kid: kid.into(),
+        algorithm: SigningAlgorithm::Es256,
+        pem: gateway_auth::keys::generate_pem(SigningAlgorithm::Es256)
+            .unwrap()
+            .into_bytes(),
+        status: KeyStatus::Active,
+    };
+    let settings = IssuerSettings {
+        issuer: "https://as.example".into(),
+        audience: "partner-gateway".into(),
+        lifetime: std::time::Duration::from_secs(300),
+        leeway: std::time::Duration::from_secs(5),
+    };
+    let external = Issuer::new(settings.clone(), KeySet::load(&[key("ext-1")]).unwrap());
+    let impostor = Issuer::new(settings, KeySet::load(&[key("ext-1")]).unwrap());
+    // The external server's JWKS endpoint.
+    let jwks = bytes::Bytes::copy_from_slice(external.jwks());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let jwks = jwks.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let jwks = jwks.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(jwks),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let gateway = TestGateway::builder()
+        .gateway_yaml(
+            "\nstore:\n",
+            &format!(
+                "  external:\n    - issuer: https://as.example\n      audience: partner-gateway\n      \
+                 jwks: {{ url: \"http://{jwks_addr}/jwks.json\" }}\n\nstore:\n"
+            ),
+        )
+        .start()
+        .await;
+    let bank_cert = gateway.partner_cert("demo-bank");
+    let registration = ClientRegistration {
+        partner: gateway_core::PartnerId::parse("demo-bank").unwrap(),
+        client_id: gateway_core::ClientId::parse("demo-bank").unwrap(),
+        scopes: gateway_core::ScopeSet::parse_space_separated("products:read").unwrap(),
+        active: true,
+    };
+    let now = UnixTime::now();
+    let token = external
+        .issue(
+            &registration,
+            registration.scopes,
+            &bank_cert.fingerprint(),
+            now,
+        )
+        .unwrap()
+        .access_token;
+    let mut bank = gateway.connect(&bank_cert, Alpn::Http1).await.unwrap();
+    bank.set_token(Some(token.clone()));
+    assert_eq!(bank.get("/v1/products?limit=1").await.unwrap().status, 200);
+    bank.get("/v1/customers/x/tags")
+        .await
+        .unwrap()
+        .assert_problem(403, "insufficient-scope");
+    // Over another partner's certificate: refused.
+    let mut fund = gateway
+        .connect(&gateway.partner_cert("demo-fund"), Alpn::Http1)
+        .await
+        .unwrap();
+    fund.set_token(Some(token));
+    assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 401);
+    // Signed by a key the issuer's JWKS does not hold (same iss and kid): refused.
+    let forged = impostor
+        .issue(
+            &registration,
+            registration.scopes,
+            &bank_cert.fingerprint(),
+            now,
+        )
+        .unwrap()
+        .access_token;
+    bank.set_token(Some(forged));
+    bank.get("/v1/products?limit=1")
+        .await
+        .unwrap()
+        .assert_problem(401, "invalid-token");
+}

@@ -538,7 +538,7 @@ async fn reload(state: &GatewayState) -> Response<Body> {
                         detail: line.to_owned(),
                     })
                     .collect(),
-                PrepareError::SigningKey { .. } => {
+                PrepareError::SigningKey { .. } | PrepareError::External(_) => {
                     vec![Violation {
                         pointer: String::new(),
                         detail: err.to_string(),

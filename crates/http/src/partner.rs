@@ -27,7 +27,6 @@ use tower::{Layer, Service, ServiceBuilder};
 use tracing::{Instrument as _, info};
 
 use gateway_audit::AuditLayer;
-use gateway_auth::RequireTokenLayer;
 use gateway_config::Config;
 use gateway_core::problem::problem_response;
 use gateway_core::route::{self, Routed};
@@ -87,7 +86,7 @@ pub fn partner_service(
         // PartnerContext, RouteMatch, ConfigSnapshot for everything below (403/400/404/405).
         .layer(IdentifyLayer::new(state.clone(), identity))
         // Needs PeerIdentity, PartnerContext and RouteMatch; sets TokenClaims (401/403).
-        .layer(RequireTokenLayer::new(state.tokens.clone()).with_clock(state.clock.clone()))
+        .layer(state.token_layer.clone())
         // After the token: limits are per partner, and unauthenticated requests spend no quota.
         .layer(RateLimitLayer::new(state.limiter.clone(), lookup))
         .service(Dispatch { state })

@@ -55,6 +55,9 @@ pub enum PrepareError {
     /// The TLS material named by the files is unusable.
     #[error("partner listener TLS: {0}")]
     Tls(#[from] gateway_tls::TlsError),
+    /// An external authorization server cannot be used.
+    #[error("oauth.external: {0}")]
+    External(String),
     /// A token signing key named by `oauth.signing_keys` is unusable.
     #[error("oauth.signing_keys: {file}: {cause}")]
     SigningKey {
@@ -93,6 +96,17 @@ pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, PrepareErr
         min,
     )?;
     let issuer = issuer(&config)?;
+    for external in &config.gateway.oauth.external {
+        let (gateway_config::ExternalCheck::Jwks { url, .. }
+        | gateway_config::ExternalCheck::Introspection { url, .. }) = &external.check;
+        if !url.starts_with("http://") {
+            return Err(PrepareError::External(format!(
+                "{}: {url}: the gateway reaches external authorization servers over plain HTTP on \
+                 the internal network only (https is not supported yet)",
+                external.issuer
+            )));
+        }
+    }
     Ok(Prepared {
         config: Arc::new(config),
         tls,
@@ -148,9 +162,115 @@ pub enum StartError {
     /// The consent service could not be set up.
     #[error("consent: {0}")]
     Consent(String),
+    /// An external authorization server is misconfigured.
+    #[error("oauth.external: {0}")]
+    External(String),
     /// The cluster rate limiter could not be set up.
     #[error("rate limiter: {0}")]
     RateLimit(String),
+}
+
+/// The external authorization servers of `oauth.external`: JWKS or RFC 7662 introspection
+/// over plain HTTP on the internal network (an `https` URL is refused at start: the gateway's
+/// outbound client does not carry TLS), each call bounded to 2 s and 1 MiB.
+fn external_issuers(config: &Config) -> Result<Vec<gateway_auth::ExternalIssuer>, StartError> {
+    let oauth = &config.gateway.oauth;
+    if oauth.external.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(std::time::Duration::from_millis(500)));
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let http = gateway_auth::HttpClient::new(move |request: http::Request<Vec<u8>>| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let request = http::Request::from_parts(
+                parts,
+                http_body_util::Full::new(bytes::Bytes::from(body)),
+            );
+            let exchange = async {
+                let response = client.request(request).await.map_err(|e| e.to_string())?;
+                let (parts, body) = response.into_parts();
+                let body = crate::body::read_limited(body, 1 << 20)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(http::Response::from_parts(parts, body.to_vec()))
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(gateway_auth::external::HttpError(e)),
+                Err(_) => Err(gateway_auth::external::HttpError(
+                    "timed out after 2 s".into(),
+                )),
+            }
+        }
+    });
+    let mut issuers = Vec::new();
+    for external in &oauth.external {
+        let url = match &external.check {
+            gateway_config::ExternalCheck::Jwks { url, .. }
+            | gateway_config::ExternalCheck::Introspection { url, .. } => url,
+        };
+        if !url.starts_with("http://") {
+            return Err(StartError::External(format!(
+                "{}: only http:// URLs are supported",
+                external.issuer
+            )));
+        }
+        let check = match &external.check {
+            gateway_config::ExternalCheck::Jwks { url, refresh } => {
+                gateway_auth::ExternalCheck::Jwks {
+                    url: url.clone(),
+                    refresh: *refresh,
+                    min_refetch_interval: std::time::Duration::from_secs(30),
+                }
+            }
+            gateway_config::ExternalCheck::Introspection {
+                url,
+                client_id,
+                client_secret_file,
+                cache_ttl,
+            } => {
+                let client_secret = match client_secret_file {
+                    Some(file) => Some(
+                        std::fs::read_to_string(file)
+                            .map_err(|e| StartError::External(format!("{}: {e}", file.display())))?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                gateway_auth::ExternalCheck::Introspection {
+                    url: url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret,
+                    cache_ttl: *cache_ttl,
+                }
+            }
+        };
+        let clients = config
+            .partners
+            .values()
+            .filter(|p| external.partners.is_empty() || external.partners.contains(&p.id))
+            .map(|p| (p.client_id.clone(), p.id.clone()))
+            .collect();
+        let settings = gateway_auth::ExternalIssuerSettings {
+            issuer: external.issuer.clone(),
+            audience: external.audience.clone(),
+            check,
+            clients,
+            leeway: oauth.leeway,
+            cache_capacity: 100_000,
+        };
+        issuers.push(
+            gateway_auth::ExternalIssuer::new(settings, http.clone())
+                .map_err(|e| StartError::External(e.to_string()))?,
+        );
+    }
+    Ok(issuers)
 }
 
 /// The rate limiter for the configured store: the cluster tier on the store's Redis, else
@@ -439,6 +559,9 @@ pub struct GatewayState {
     pub store: gateway_store::Store,
     /// Verifies access tokens (and holds the authorization server in force).
     pub tokens: gateway_auth::TokenVerifier<gateway_store::Store>,
+    /// The token check of the partner stack: the gateway's own tokens and those of the
+    /// external authorization servers of `oauth.external` (built at start).
+    pub token_layer: gateway_auth::RequireTokenLayer<gateway_auth::Verifiers<gateway_store::Store>>,
     /// Where "now" comes from (tokens, consents, campaigns).
     pub clock: Arc<dyn gateway_core::time::Clock>,
     /// Consent grants, lookups (cached, invalidated cluster-wide) and pairwise refs.
@@ -512,6 +635,12 @@ impl GatewayState {
             .notifications(store.subscribe())
             .cache_capacity(100_000)
             .build();
+        let externals = external_issuers(&prepared.config)?;
+        let token_layer = gateway_auth::RequireTokenLayer::new(gateway_auth::Verifiers::new(
+            tokens.clone(),
+            externals,
+        ))
+        .with_clock(clock.clone());
         let limiter = limiter(&prepared.config)?;
         let consent = &prepared.config.gateway.consent;
         let refs = gateway_consent::RefKey::from_file(&consent.ref_secret_file)
@@ -553,6 +682,7 @@ impl GatewayState {
             admin_token: ArcSwap::new(Arc::new(admin_token)),
             store,
             tokens,
+            token_layer,
             clock,
             consents,
             policies: ArcSwap::new(Arc::new(policies(&prepared.config))),
