@@ -100,13 +100,57 @@ async fn limits_are_exact_across_three_instances_sharing_redis() {
         let mut fund = gateway.client("demo-fund").await;
         assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 200);
     }
-    let admitted = Arc::new(AtomicU64::new(0));
-    let limited = Arc::new(AtomicU64::new(0));
-    let window = Duration::from_millis(2500);
     let mut clients = Vec::new();
     for i in 0..50 {
         clients.push(gateways[i % 3].client("demo-bank").await);
     }
+    let Measured {
+        admitted,
+        limited,
+        outer,
+        inner,
+    } = hammer(clients, Duration::from_millis(2500)).await;
+    let (r, b) = (f64::from(rate), f64::from(burst));
+    for gateway in &gateways {
+        let snapshot = gateway.state.limiter.metrics().snapshot();
+        let fallback: u64 = snapshot
+            .iter_decisions()
+            .filter(|(tier, _, _)| *tier != gateway_ratelimit::Tier::Cluster)
+            .map(|(_, _, n)| n)
+            .sum();
+        assert_eq!(
+            fallback, 0,
+            "decisions outside the cluster tier: {snapshot:?}"
+        );
+    }
+    assert!(limited > 0, "the limit was never reached");
+    assert!(
+        admitted <= r * outer + b,
+        "admitted {admitted} > {r}·{outer:.3} + {b}"
+    );
+    assert!(
+        admitted >= r * inner + b - 1.0,
+        "admitted {admitted} < {r}·{inner:.3} + {b} - 1"
+    );
+    // Another partner still gets its own quota.
+    let mut fund = gateways[1].client("demo-fund").await;
+    assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 200);
+}
+
+/// What `hammer` saw.
+struct Measured {
+    admitted: f64,
+    limited: u64,
+    /// From just before the first request to just after the last answer.
+    outer: f64,
+    /// From the first admitted answer to the start of the last request.
+    inner: f64,
+}
+
+/// Every client sends requests back to back for `window`; counts admitted and limited.
+async fn hammer(clients: Vec<gateway_tests::PartnerClient>, window: Duration) -> Measured {
+    let admitted = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut client in clients {
@@ -142,26 +186,35 @@ async fn limits_are_exact_across_three_instances_sharing_redis() {
     }
     let outer = start.elapsed().as_secs_f64();
     let inner = last_start
-        .duration_since(first_admit.unwrap())
+        .duration_since(first_admit.expect("something was admitted"))
         .as_secs_f64();
-    let admitted = admitted.load(Ordering::Relaxed) as f64;
-    let (r, b) = (f64::from(rate), f64::from(burst));
-    for gateway in &gateways {
-        let snapshot = gateway.state.limiter.metrics().snapshot();
-        let fallback: u64 = snapshot
-            .iter_decisions()
-            .filter(|(tier, _, _)| *tier != gateway_ratelimit::Tier::Cluster)
-            .map(|(_, _, n)| n)
-            .sum();
-        assert_eq!(
-            fallback, 0,
-            "decisions outside the cluster tier: {snapshot:?}"
-        );
+    Measured {
+        admitted: admitted.load(Ordering::Relaxed) as f64,
+        limited: limited.load(Ordering::Relaxed),
+        outer,
+        inner,
     }
-    assert!(
-        limited.load(Ordering::Relaxed) > 0,
-        "the limit was never reached"
-    );
+}
+
+/// The local tier on one instance: 20 concurrent clients, exact for the elapsed time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_tier_is_exact_on_one_instance() {
+    let (rate, burst) = (20u32, 10u32);
+    let gateway = with_products_limit(TestGateway::builder(), rate, burst)
+        .start()
+        .await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(gateway.client("demo-bank").await);
+    }
+    let Measured {
+        admitted,
+        limited,
+        outer,
+        inner,
+    } = hammer(clients, Duration::from_millis(2000)).await;
+    let (r, b) = (f64::from(rate), f64::from(burst));
+    assert!(limited > 0, "the limit was never reached");
     assert!(
         admitted <= r * outer + b,
         "admitted {admitted} > {r}·{outer:.3} + {b}"
@@ -170,7 +223,4 @@ async fn limits_are_exact_across_three_instances_sharing_redis() {
         admitted >= r * inner + b - 1.0,
         "admitted {admitted} < {r}·{inner:.3} + {b} - 1"
     );
-    // Another partner still gets its own quota.
-    let mut fund = gateways[1].client("demo-fund").await;
-    assert_eq!(fund.get("/v1/products?limit=1").await.unwrap().status, 200);
 }
