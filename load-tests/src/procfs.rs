@@ -140,10 +140,15 @@ pub fn descendants(root: u32, pairs: &[(u32, u32)]) -> Vec<u32> {
 
 /// Sum of `utime + stime` over `pids`, in clock ticks; processes that are gone count 0.
 pub fn cpu_ticks(pids: &[u32]) -> u64 {
+    cpu_split(pids).0
+}
+
+/// `(utime + stime, stime)` summed over `pids`, in clock ticks: all CPU, and the part spent
+/// in the kernel (system calls, TCP, fsync).
+pub fn cpu_split(pids: &[u32]) -> (u64, u64) {
     pids.iter()
         .filter_map(|&pid| read_stat(pid).ok())
-        .map(|s| s.cpu_ticks())
-        .sum()
+        .fold((0, 0), |(all, sys), s| (all + s.cpu_ticks(), sys + s.stime))
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` (`USER_HZ`): asks `getconf CLK_TCK`,

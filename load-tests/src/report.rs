@@ -87,6 +87,9 @@ pub struct ProcUsage {
     pub pids: Vec<u32>,
     /// `utime + stime` delta over the window, seconds, summed over `pids`.
     pub cpu_s: f64,
+    /// The `stime` part of `cpu_s` (kernel: system calls, TCP, fsync), seconds.
+    #[serde(default)]
+    pub sys_s: f64,
     /// Sum over `pids` of `VmHWM` at the end of the window, KiB.
     pub peak_rss_kib: u64,
     /// Whether the peak was reset at the window's start (else it is the lifetime peak).
@@ -162,6 +165,7 @@ mod tests {
         report.server = ProcUsage {
             pids: vec![1, 2],
             cpu_s: 1.9,
+            sys_s: 0.4,
             peak_rss_kib: 10_240,
             peak_reset: true,
         };

@@ -81,6 +81,8 @@ pub struct Row {
     pub cpu_us_per_req: f64,
     /// Share of its core the server used, %.
     pub server_busy_pct: f64,
+    /// Share of the server's CPU spent in the kernel, %.
+    pub server_sys_pct: f64,
     /// Upstream CPU per request, µs.
     pub upstream_cpu_us_per_req: f64,
     /// Share of its core the load generator used, %.
@@ -114,6 +116,7 @@ impl Row {
             p999_us: 0.0,
             cpu_us_per_req: 0.0,
             server_busy_pct: 0.0,
+            server_sys_pct: 0.0,
             upstream_cpu_us_per_req: 0.0,
             loadgen_busy_pct: 0.0,
             other_busy_pct: 0.0,
@@ -169,6 +172,11 @@ impl Row {
             p999_us: report.latency_us.p999,
             cpu_us_per_req: report.server_cpu_us_per_req(),
             server_busy_pct: report.server_busy_pct(),
+            server_sys_pct: if report.server.cpu_s > 0.0 {
+                report.server.sys_s / report.server.cpu_s * 100.0
+            } else {
+                0.0
+            },
             upstream_cpu_us_per_req: report.upstream_cpu_us_per_req(),
             loadgen_busy_pct: report.loadgen_busy_pct(),
             other_busy_pct: report.other_busy_pct(),
@@ -252,6 +260,7 @@ pub fn medians(rows: &[Row]) -> Vec<Row> {
                 p999_us: m(|r| r.p999_us),
                 cpu_us_per_req: m(|r| r.cpu_us_per_req),
                 server_busy_pct: m(|r| r.server_busy_pct),
+                server_sys_pct: m(|r| r.server_sys_pct),
                 upstream_cpu_us_per_req: m(|r| r.upstream_cpu_us_per_req),
                 loadgen_busy_pct: m(|r| r.loadgen_busy_pct),
                 other_busy_pct: m(|r| r.other_busy_pct),
@@ -281,6 +290,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "p999_us",
     "cpu_us_per_req",
     "server_busy_pct",
+    "server_sys_pct",
     "upstream_cpu_us_per_req",
     "loadgen_busy_pct",
     "other_busy_pct",
@@ -320,6 +330,7 @@ pub fn to_csv(rows: &[Row]) -> String {
             format!("{:.1}", r.p999_us),
             format!("{:.2}", r.cpu_us_per_req),
             format!("{:.1}", r.server_busy_pct),
+            format!("{:.1}", r.server_sys_pct),
             format!("{:.2}", r.upstream_cpu_us_per_req),
             format!("{:.1}", r.loadgen_busy_pct),
             format!("{:.1}", r.other_busy_pct),
@@ -396,6 +407,17 @@ pub struct Ratio {
     pub meets: Option<bool>,
 }
 
+impl Ratio {
+    /// `target ≥ 1.25×` for a target, the plain text for an informational line.
+    fn target_label(&self) -> String {
+        if self.target.starts_with(['≥', '≤', '<', '>']) {
+            format!("target {}", self.target)
+        } else {
+            self.target.to_owned()
+        }
+    }
+}
+
 impl std::fmt::Display for Ratio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
@@ -412,11 +434,14 @@ impl std::fmt::Display for Ratio {
                 };
                 write!(
                     f,
-                    "{}: {} (target {}) {}",
-                    self.name, value, self.target, verdict
+                    "{}: {} ({}) {}",
+                    self.name,
+                    value,
+                    self.target_label(),
+                    verdict
                 )
             }
-            Err(why) => write!(f, "{}: n/a ({why}) (target {})", self.name, self.target),
+            Err(why) => write!(f, "{}: n/a ({why}) ({})", self.name, self.target_label()),
         }
     }
 }
@@ -471,9 +496,27 @@ pub fn ratios(medians: &[Row]) -> Vec<Ratio> {
             target: "≥ 0.85×",
         });
     }
+    let value = ratio("c32", "f", "e", |r| r.cpu_us_per_req);
+    out.push(Ratio {
+        name: "CPU/req gateway (f) ÷ bare proxy (e) @ c32".into(),
+        meets: None,
+        value,
+        unit: "×",
+        target: "no target: what the gateway's stages cost over a bare proxy",
+    });
     let value = ratio("handshake", "f", "c", |r| r.rps);
     out.push(Ratio {
         name: "handshakes/s gateway (f) ÷ nginx (c)".into(),
+        meets: judge(&value, |v| v >= 2.5),
+        value,
+        unit: "×",
+        target: "≥ 2.5×",
+    });
+    // Handshakes one server core can do (1 / CPU per handshake): unlike handshakes/s, this
+    // does not depend on whether the load generator's core kept up.
+    let value = ratio("handshake", "c", "f", |r| r.cpu_us_per_req);
+    out.push(Ratio {
+        name: "handshakes per server core-second gateway (f) ÷ nginx (c)".into(),
         meets: judge(&value, |v| v >= 2.5),
         value,
         unit: "×",
@@ -632,7 +675,10 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].split(',').count(), CSV_COLUMNS.len());
-        assert!(lines[1].starts_with("c32,c,1,ok,100,0,0,0,1.000,100.0,25.0,50.0,100.0,100.00,"));
+        assert!(
+            lines[1]
+                .starts_with("c32,c,1,ok,100,0,0,0,1.000,100.0,25.0,50.0,100.0,100.00,1.0,0.0,")
+        );
         assert!(lines[1].ends_with(",0.0,2048,1024,\"token, consent\""));
         assert!(lines[2].starts_with("c32,f3,median,\"skipped: 404, not there\",0,"));
     }
@@ -678,9 +724,19 @@ mod tests {
         // CPU/req: 25 µs ÷ 20 µs.
         assert!((r[1].value.clone().unwrap() - 1.25).abs() < 1e-9);
         assert!(r[3].value.as_ref().unwrap_err().contains("not run"));
-        let handshake = r.iter().find(|x| x.name.starts_with("handshakes")).unwrap();
+        let handshake = r
+            .iter()
+            .find(|x| x.name.starts_with("handshakes/s"))
+            .unwrap();
         assert_eq!(handshake.value, Ok(3.0));
         assert_eq!(handshake.meets, Some(true));
+        // CPU per handshake: nginx 1.0/1600 s, gateway 1.0/4800 s → the gateway does 3× more
+        // per core-second.
+        let capacity = r
+            .iter()
+            .find(|x| x.name.starts_with("handshakes per"))
+            .unwrap();
+        assert!((capacity.value.clone().unwrap() - 3.0).abs() < 1e-9);
         let added = r.last().unwrap();
         assert!((added.value.clone().unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(added.meets, Some(true));

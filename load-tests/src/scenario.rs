@@ -211,10 +211,10 @@ impl Plan {
         per_rep as u32 * self.reps
     }
 
-    /// A bound on the time the load runs take (windows, warm-ups and a fixed allowance per
-    /// run for connecting and draining), for the banner.
+    /// The time the load runs take on a quiet machine (windows, warm-ups and an allowance
+    /// per run for the idle check, connecting and draining), for the banner.
     pub fn estimate(&self) -> Duration {
-        (self.warmup + self.window + Duration::from_millis(700)) * self.load_runs()
+        (self.warmup + self.window + Duration::from_millis(1_000)) * self.load_runs()
     }
 }
 

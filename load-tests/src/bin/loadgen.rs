@@ -529,12 +529,14 @@ async fn drive(
         server: ProcUsage {
             pids: settings.server_pids.clone(),
             cpu_s: after.server.saturating_sub(before.server) as f64 / hz,
+            sys_s: after.server_sys.saturating_sub(before.server_sys) as f64 / hz,
             peak_rss_kib: peak(&settings.server_pids),
             peak_reset: server_reset && !settings.server_pids.is_empty(),
         },
         upstream: ProcUsage {
             pids: settings.upstream_pids.clone(),
             cpu_s: after.upstream.saturating_sub(before.upstream) as f64 / hz,
+            sys_s: 0.0,
             peak_rss_kib: peak(&settings.upstream_pids),
             peak_reset: false,
         },
@@ -546,6 +548,7 @@ async fn drive(
 /// CPU ticks of the watched processes, of this one and of the whole machine.
 struct Sample {
     server: u64,
+    server_sys: u64,
     upstream: u64,
     own: u64,
     machine: u64,
@@ -553,8 +556,10 @@ struct Sample {
 
 impl Sample {
     fn take(settings: &Settings) -> Sample {
+        let (server, server_sys) = procfs::cpu_split(&settings.server_pids);
         Sample {
-            server: procfs::cpu_ticks(&settings.server_pids),
+            server,
+            server_sys,
             upstream: procfs::cpu_ticks(&settings.upstream_pids),
             own: procfs::cpu_ticks(&[std::process::id()]),
             machine: procfs::machine_busy_ticks(),

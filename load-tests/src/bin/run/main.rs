@@ -20,6 +20,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
@@ -72,7 +73,8 @@ struct Args {
     /// Do not rewrite the results block of load-tests/README.md.
     #[arg(long)]
     no_readme: bool,
-    /// Before starting, wait up to this many seconds for the machine to be idle.
+    /// Before starting, wait up to this many seconds for the machine to be idle (each window
+    /// also waits up to 5 s, within a budget of 20 s quick / 120 s full).
     #[arg(long, default_value_t = 60)]
     settle: u64,
     /// Profile the gateway's full path instead of comparing (perf if it counts
@@ -82,6 +84,9 @@ struct Args {
     /// Requests measured by the profile.
     #[arg(long, default_value_t = 2_000)]
     profile_requests: u64,
+    /// Profile new connections (a full handshake per request) instead of keep-alive.
+    #[arg(long)]
+    profile_handshakes: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -190,12 +195,18 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     if args.profile {
-        let result = profile::run(&env, &args.out, args.profile_requests);
+        let result = profile::run(
+            &env,
+            &args.out,
+            args.profile_requests,
+            args.profile_handshakes,
+        );
         drop(tmp_guard);
         return result.map(|()| true);
     }
 
-    settle(args.settle);
+    wait_quiet(Duration::from_secs(args.settle), true);
+    QUIET_BUDGET_MS.store(if args.quick { 20_000 } else { 120_000 }, Ordering::Relaxed);
     let load_before = machine_load();
     println!(
         "run: {} servers × {} scenarios × {} repetitions = {} load runs, ~{:.0} s of load; temp {}",
@@ -600,28 +611,37 @@ fn busy_pct(window: Duration) -> f64 {
     after.saturating_sub(before) as f64 / hz / window.as_secs_f64() * 100.0
 }
 
-/// Waits (bounded) until other work on the machine uses less than 15 % of a core, so the
-/// run starts on a quiet machine; reports when it never got quiet.
-fn settle(max_secs: u64) {
-    if max_secs == 0 {
-        return;
+/// What is left of the time all windows together may wait for a quiet machine (so the
+/// modes stay within their time bounds).
+static QUIET_BUDGET_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Waits (bounded) until the machine uses less than 15 % of a core (our idle servers
+/// included), so a window starts on a quiet machine; says so when it never got quiet.
+/// Returns how long it waited beyond the first check.
+fn wait_quiet(max: Duration, verbose: bool) -> Duration {
+    let start = Instant::now();
+    let sample = Duration::from_millis(300);
+    if max.is_zero() {
+        return Duration::ZERO;
     }
-    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let deadline = start + max;
     let mut announced = false;
     loop {
-        let busy = busy_pct(Duration::from_millis(500));
+        let busy = busy_pct(sample);
         if busy < 15.0 || procs::interrupted() {
-            return;
+            return start.elapsed().saturating_sub(sample);
         }
         if Instant::now() >= deadline {
-            eprintln!(
-                "run: the machine is still busy ({busy:.0} % of a core used by others); measuring anyway"
-            );
-            return;
+            if verbose {
+                eprintln!(
+                    "run: the machine is still busy ({busy:.0} % of a core used by others); measuring anyway"
+                );
+            }
+            return start.elapsed();
         }
-        if !announced {
+        if verbose && !announced {
             eprintln!(
-                "run: waiting up to {max_secs} s for the machine to quiet down ({busy:.0} % of a core busy)"
+                "run: waiting up to {max:?} for the machine to quiet down ({busy:.0} % of a core busy)"
             );
             announced = true;
         }
