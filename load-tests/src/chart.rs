@@ -57,12 +57,15 @@ const METRICS: [Metric; 2] = [
 ];
 
 /// The chart of `medians` as an SVG document; scenarios and servers in order of first
-/// appearance, unmeasured pairs left out.
+/// appearance (scenarios with no measurement at all left out), unmeasured pairs left out.
 pub fn bar_chart(title: &str, medians: &[Row]) -> String {
     let measured: Vec<&Row> = medians.iter().filter(|r| r.status.is_measured()).collect();
+    // Scenarios in the order they ran (a server without one must not reorder them).
     let mut scenarios: Vec<&str> = Vec::new();
-    for r in &measured {
-        if !scenarios.contains(&r.scenario.as_str()) {
+    for r in medians {
+        if !scenarios.contains(&r.scenario.as_str())
+            && measured.iter().any(|m| m.scenario == r.scenario)
+        {
             scenarios.push(&r.scenario);
         }
     }
@@ -175,6 +178,23 @@ mod tests {
         assert!(!svg.contains("(f3)"));
         // The gateway stands out.
         assert!(svg.contains(r##"fill="#f28e2b"><title>(f) c32"##));
+    }
+
+    #[test]
+    fn scenarios_keep_their_run_order_when_the_first_server_lacks_one() {
+        let rows = vec![
+            row("c32", "a", 1.0, 1.0),
+            Row::unmeasured("handshake", "a", None, Status::Skipped("n/a".into())),
+            row("rate20k", "a", 1.0, 1.0),
+            row("c32", "b", 1.0, 1.0),
+            row("handshake", "b", 1.0, 1.0),
+            row("rate20k", "b", 1.0, 1.0),
+        ];
+        let svg = bar_chart("order", &rows);
+        let c32 = svg.find(">c32 — req/s").unwrap();
+        let handshake = svg.find(">handshake — req/s").unwrap();
+        let rate = svg.find(">rate20k — req/s").unwrap();
+        assert!(c32 < handshake && handshake < rate);
     }
 
     #[test]

@@ -524,8 +524,18 @@ pub fn ratios(medians: &[Row]) -> Vec<Ratio> {
     });
     let value = find(medians, "rate20k", "f")
         .and_then(|f| Ok((f.p99_us - find(medians, "rate20k", "e")?.p99_us) / 1000.0));
+    let mut name = String::from("added p99 at 20k req/s, gateway (f) − bare proxy (e)");
+    for server in ["f", "e"] {
+        if find(medians, "rate20k", server).is_ok_and(|r| matches!(r.status, Status::Overloaded(_)))
+        {
+            let _ = write!(
+                name,
+                " [({server}) could not sustain 20k req/s: its p99 is queueing]"
+            );
+        }
+    }
     out.push(Ratio {
-        name: "added p99 at 20k req/s, gateway (f) − bare proxy (e)".into(),
+        name,
         meets: judge(&value, |v| v < 0.5),
         value,
         unit: "ms",
@@ -741,6 +751,20 @@ mod tests {
         assert!((added.value.clone().unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(added.meets, Some(true));
         assert!(added.to_string().contains("+0.300 ms"));
+        assert!(!added.name.contains("queueing"));
+        // A gateway that could not keep the rate is named as such.
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.scenario == "rate20k" && r.server == "f")
+        {
+            row.status = Status::Overloaded("12 late".into());
+        }
+        let added = ratios(&rows).pop().unwrap();
+        assert!(
+            added
+                .name
+                .ends_with("[(f) could not sustain 20k req/s: its p99 is queueing]")
+        );
     }
 
     #[test]
