@@ -134,9 +134,7 @@ impl Row {
         report: &LoadReport,
         note: &str,
     ) -> Row {
-        let status = if report.requests == 0 && report.errors == 0 {
-            Status::Invalid("no response in the window".into())
-        } else if report.errors > 0 || report.non_2xx > 0 {
+        let status = if report.errors > 0 || report.non_2xx > 0 {
             let mut why = format!("{} errors, {} non-2xx", report.errors, report.non_2xx);
             if let Some(sample) = report.error_samples.first() {
                 let _ = write!(why, " (e.g. {sample})");
@@ -152,10 +150,14 @@ impl Row {
             }
             Status::Invalid(why)
         } else if report.late > 0 {
+            // Far beyond its capacity, a server may answer none of the requests scheduled in
+            // the window before the drain ends (the warm-up's backlog comes first).
             Status::Overloaded(format!(
                 "{} of the scheduled requests not sent in time",
                 report.late
             ))
+        } else if report.requests == 0 {
+            Status::Invalid("no response in the window".into())
         } else {
             Status::Ok
         };
@@ -636,6 +638,19 @@ mod tests {
             Row::measured("rate20k", "f", 1, &late, "").status,
             Status::Overloaded(_)
         ));
+        // So far beyond capacity that nothing scheduled in the window was answered.
+        let swamped = LoadReport {
+            late: 120_000,
+            ..LoadReport::default()
+        };
+        assert!(matches!(
+            Row::measured("rate20k", "f3", 1, &swamped, "").status,
+            Status::Overloaded(_)
+        ));
+        assert_eq!(
+            Row::measured("c32", "f", 1, &LoadReport::default(), "").status,
+            Status::Invalid("no response in the window".into())
+        );
     }
 
     #[test]
