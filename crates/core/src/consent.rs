@@ -778,11 +778,119 @@ fn write_masked(out: &mut String, rule: MaskRule, raw: &str) -> Result<(), serde
                 return Ok(());
             }
         }
+        // Holdings and other structures: amounts bucketed straight from the text.
+        Some(b'[' | b'{') if rule == MaskRule::AmountBucket => {
+            let start = out.len();
+            if write_bucketed(out, raw) {
+                return Ok(());
+            }
+            out.truncate(start);
+        }
         _ => {}
     }
     let value: Value = serde_json::from_str(raw)?;
     out.push_str(&serde_json::to_string(&mask(rule, &value))?);
     Ok(())
+}
+
+/// Writes `raw` (one well-formed JSON array or object, as `RawValue` guarantees) with every
+/// number, and every string holding a number, replaced by its amount bucket; keys, other
+/// strings, booleans and nulls are copied. Returns `false`, having written garbage the caller
+/// discards, for anything it does not handle in place (a value string with escapes), so the
+/// caller falls back to the `Value` path. Same result as [`bucket_inside`], without building
+/// a tree.
+fn write_bucketed(out: &mut String, raw: &str) -> bool {
+    let b = raw.as_bytes();
+    // Whether each open container is an object, and whether the next string is a key.
+    let mut in_object: Vec<bool> = Vec::with_capacity(8);
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\n' | b'\r' | b'\t' => i += 1,
+            b'{' => {
+                out.push('{');
+                in_object.push(true);
+                expect_key = true;
+                i += 1;
+            }
+            b'[' => {
+                out.push('[');
+                in_object.push(false);
+                expect_key = false;
+                i += 1;
+            }
+            c @ (b'}' | b']') => {
+                out.push(char::from(c));
+                in_object.pop();
+                expect_key = false;
+                i += 1;
+            }
+            b',' => {
+                out.push(',');
+                expect_key = in_object.last() == Some(&true);
+                i += 1;
+            }
+            b':' => {
+                out.push(':');
+                expect_key = false;
+                i += 1;
+            }
+            b'"' => {
+                let mut j = i + 1;
+                let mut escaped = false;
+                while j < b.len() && b[j] != b'"' {
+                    if b[j] == b'\\' {
+                        escaped = true;
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                if j >= b.len() {
+                    return false;
+                }
+                // `i` and `j` index ASCII quotes, so the slices fall on character boundaries.
+                let whole = &raw[i..=j];
+                if expect_key {
+                    out.push_str(whole);
+                } else if escaped {
+                    return false;
+                } else {
+                    match numeric_string(&raw[i + 1..j]) {
+                        Some(x) => write_json_str(out, amount_bucket(x)),
+                        None => out.push_str(whole),
+                    }
+                }
+                i = j + 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let mut j = i;
+                while j < b.len() && matches!(b[j], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    j += 1;
+                }
+                match raw[i..j].parse::<f64>() {
+                    Ok(x) if x.is_finite() => write_json_str(out, amount_bucket(x)),
+                    _ => write_json_str(out, REDACTED),
+                }
+                i = j;
+            }
+            b't' if raw[i..].starts_with("true") => {
+                out.push_str("true");
+                i += 4;
+            }
+            b'f' if raw[i..].starts_with("false") => {
+                out.push_str("false");
+                i += 5;
+            }
+            b'n' if raw[i..].starts_with("null") => {
+                out.push_str("null");
+                i += 4;
+            }
+            _ => return false,
+        }
+    }
+    in_object.is_empty()
 }
 
 /// Keeps the first `head` and last `tail` characters and stars the rest; a string too short to
@@ -1331,13 +1439,10 @@ mod tests {
                 "]".repeat(100_000)
             )
         };
-        // A plain value is copied as raw text (valid JSON, however deep); a masked one must be
-        // parsed and hits serde_json's recursion limit; a dropped one is skipped.
+        // A plain value is copied as raw text (valid JSON, however deep); a masked structure
+        // is bucketed in place, without recursion; a dropped one is skipped.
         assert!(project(&policy, None, deep("name").as_bytes()).is_ok());
-        assert!(matches!(
-            project(&policy, None, deep("holdings").as_bytes()),
-            Err(ProjectionError::MalformedUpstream(_))
-        ));
+        assert!(project(&policy, None, deep("holdings").as_bytes()).is_ok());
         assert!(project(&policy, None, deep("mobile").as_bytes()).is_ok());
     }
 
@@ -1385,6 +1490,19 @@ mod tests {
 
     const POOL: [&str; 8] = ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"];
     const EXTRA: [&str; 3] = ["x0", "x1", "customer_id"];
+
+    proptest! {
+        #[test]
+        fn bucketing_in_place_equals_bucketing_a_tree(value in any_value()) {
+            prop_assume!(value.is_array() || value.is_object());
+            let raw = serde_json::to_string(&value).unwrap();
+            let mut out = String::new();
+            if write_bucketed(&mut out, &raw) {
+                let streamed: Value = serde_json::from_str(&out).unwrap();
+                prop_assert_eq!(streamed, bucket_inside(&value));
+            }
+        }
+    }
 
     fn any_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![

@@ -271,11 +271,23 @@ where
 
 /// Mints a fresh interaction id (UUID v4).
 pub fn mint() -> InteractionId {
-    InteractionId::minted(uuid::Uuid::new_v4().to_string())
+    let id = uuid::Builder::from_random_bytes(random_16()).into_uuid();
+    InteractionId::minted(id.to_string())
+}
+
+/// 16 random bytes from aws-lc's user-space DRBG: no system call per request (uuid's own
+/// `new_v4` asks the kernel every time).
+fn random_16() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The DRBG failing is not something a request can fix; fall back to the kernel.
+        bytes = uuid::Uuid::new_v4().into_bytes();
+    }
+    bytes
 }
 
 fn trace_context(headers: &http::HeaderMap) -> TraceContext {
-    let random = uuid::Uuid::new_v4().into_bytes();
+    let random = random_16();
     let mut span_id = [0u8; 8];
     span_id.copy_from_slice(&random[..8]);
     if span_id == [0; 8] {
@@ -292,7 +304,7 @@ fn trace_context(headers: &http::HeaderMap) -> TraceContext {
             flags,
         },
         None => TraceContext {
-            trace_id: uuid::Uuid::new_v4().into_bytes(),
+            trace_id: random_16(),
             span_id,
             flags: 0,
         },
