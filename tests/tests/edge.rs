@@ -264,15 +264,44 @@ async fn overload_is_shed_with_503_and_retry_after() {
 }
 
 #[tokio::test]
-async fn oversized_request_headers_are_refused_with_431() {
+async fn oversized_request_heads_are_refused_with_a_431_problem() {
     let gateway = TestGateway::builder()
         .gateway_yaml("max_header_bytes: 16384", "max_header_bytes: 8192")
+        .gateway_yaml("max_headers: 64", "max_headers: 20")
         .start()
         .await;
     let mut client = gateway.client("demo-bank").await;
-    let big = "a".repeat(20_000);
-    let response = client.get_with("/v1/products", &[("x-big", &big)]).await;
-    match response {
+
+    // Over the configured byte limit: a precise problem that names the limit.
+    let big = "a".repeat(9_000);
+    let response = client
+        .get_with("/v1/products", &[("x-big", &big)])
+        .await
+        .unwrap();
+    let doc = response.assert_problem(431, "request-header-fields-too-large");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("at most 8192"),
+        "{doc}"
+    );
+
+    // Over the configured count: the same problem, naming the count.
+    let names: Vec<String> = (0..25).map(|i| format!("x-extra-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let response = client.get_with("/v1/products", &many).await.unwrap();
+    let doc = response.assert_problem(431, "request-header-fields-too-large");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("at most 20"),
+        "{doc}"
+    );
+
+    // Within the limits the same connection still works.
+    let response = client.get("/v1/products").await.unwrap();
+    assert_ne!(response.status, 431);
+
+    // Beyond twice the limit hyper refuses the head before it is parsed: still a 431.
+    let mut client = gateway.client("demo-bank").await;
+    let huge = "a".repeat(20_000);
+    match client.get_with("/v1/products", &[("x-big", &huge)]).await {
         Ok(response) => assert_eq!(response.status, 431),
         Err(err) => panic!("expected a 431 answer, got {err}"),
     }

@@ -115,13 +115,14 @@ async fn serve_connection(
                 return;
             }
         };
+    let (hard_max_headers, hard_max_head_bytes) = crate::partner::hard_head_limits(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(hard_max_headers)
+        .max_buf_size(hard_max_head_bytes)
         .keep_alive(true);
     builder
         .http2()
@@ -129,7 +130,7 @@ async fn serve_connection(
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
         .max_local_error_reset_streams(limits.h2_max_pending_reset_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_header_list_size(u32::try_from(hard_max_head_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     drop(config);

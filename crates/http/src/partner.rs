@@ -459,6 +459,10 @@ where
                 Some(context),
             ));
         }
+        if let Some(detail) = oversized_head(&req, &config.gateway.http) {
+            let problem = Problem::new(ProblemType::HeadersTooLarge).with_detail(detail);
+            return reject(self.reject(&req, problem, Some(context)));
+        }
         let path = req.uri().path();
         if let Err(err) = route::check_path(path) {
             let problem = Problem::new(ProblemType::InvalidPath).with_detail(err.to_string());
@@ -497,6 +501,42 @@ where
             },
         }
     }
+}
+
+/// Checks the request head against `max_headers` and `max_header_bytes` and says which one
+/// it exceeds. The listener lets hyper parse heads up to [`hard_head_limits`] so that a head
+/// over the configured limit is answered here, with a problem body and an audit record;
+/// only a head beyond the hard limits gets hyper's bare `431`.
+fn oversized_head<B>(req: &Request<B>, limits: &gateway_config::HttpLimits) -> Option<String> {
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Some(format!(
+            "{} header fields; at most {} are accepted",
+            headers.len(),
+            limits.max_headers
+        ));
+    }
+    // Request line plus each `name: value\r\n`, as the head is counted on the wire.
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let mut bytes = req.method().as_str().len() + target + 12;
+    for (name, value) in headers {
+        bytes += name.as_str().len() + value.len() + 4;
+    }
+    (bytes > limits.max_header_bytes).then(|| {
+        format!(
+            "the request head is {bytes} bytes; at most {} are accepted",
+            limits.max_header_bytes
+        )
+    })
+}
+
+/// What the listener lets hyper parse (count, bytes): twice the configured limits, so heads up
+/// to that size reach [`oversized_head`] and get a precise problem.
+pub(crate) fn hard_head_limits(limits: &gateway_config::HttpLimits) -> (usize, usize) {
+    (
+        limits.max_headers.saturating_mul(2),
+        limits.max_header_bytes.saturating_mul(2).max(8192),
+    )
 }
 
 // === impl Dispatch ===
