@@ -169,11 +169,23 @@ impl ClusterTier {
         let call =
             self.connection
                 .gcra(cluster_key(partner, route), emission_us, limit.burst.get());
-        let reply = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| ClusterError::Timeout {
-                after: self.timeout,
-            })??;
+        let mut call = std::pin::pin!(call);
+        let reply = match tokio::time::timeout(self.timeout, call.as_mut()).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                // A saturated gateway polls its tasks late: the reply may have been in the
+                // socket for a while, waiting for the connection's reader task, which sits in
+                // the same run queue. Yield once — the runtime polls its I/O driver and runs
+                // the tasks ahead of this one — and take the reply if it is there by then.
+                // Only a reply still missing after that counts as Redis being slow.
+                tokio::task::yield_now().await;
+                tokio::time::timeout(Duration::ZERO, call.as_mut())
+                    .await
+                    .map_err(|_| ClusterError::Timeout {
+                        after: self.timeout,
+                    })?
+            }
+        }?;
         parse(&reply)
     }
 }
