@@ -312,6 +312,15 @@ impl TestGateway {
     /// Opens a raw TLS connection as a sample partner (HTTP/1.1 by ALPN), for tests that
     /// write bytes a well-behaved client would not.
     pub async fn raw_tls(&self, partner: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.raw_tls_alpn(partner, b"http/1.1").await
+    }
+
+    /// [`TestGateway::raw_tls`] offering one ALPN protocol (`b"h2"` for a raw HTTP/2 client).
+    pub async fn raw_tls_alpn(
+        &self,
+        partner: &str,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
         let cert = self.partner_cert(partner);
         let ca = std::fs::read(self.certs_dir().join(devpki::CA_CERT_FILE)).expect("CA");
         let config = gateway_tls::testing::client_config(
@@ -319,7 +328,7 @@ impl TestGateway {
             cert.cert_pem.as_bytes(),
             cert.key_pem.as_bytes(),
             &[&rustls::version::TLS13],
-            &[b"http/1.1"],
+            &[alpn],
         )
         .expect("client config");
         let tcp = TcpStream::connect(self.partner_addr)

@@ -65,3 +65,63 @@ async fn a_body_below_the_minimum_rate_is_answered_408() {
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(head.contains("request-timeout"), "{head}");
 }
+
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_is_cut_off_while_others_are_served() {
+    // CVE-2023-44487: open streams and cancel them at once, so the server keeps starting work
+    // the client never waits for. Past `h2_max_pending_reset_streams` the gateway must end
+    // the connection with GOAWAY ENHANCE_YOUR_CALM. The limit is lowered to 8 and the flood
+    // kept to 300 streams, under the HTTP/2 library's own defaults (20 pending, 1024 local
+    // resets), so only the configured limit can stop it.
+    let gateway = TestGateway::builder()
+        .gateway_yaml(
+            "h2_max_pending_reset_streams: 32",
+            "h2_max_pending_reset_streams: 8",
+        )
+        .start()
+        .await;
+    let tls = gateway.raw_tls_alpn("demo-bank", b"h2").await;
+    let (mut sender, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let driver = tokio::spawn(connection);
+    let mut refused = None;
+    for n in 0..300 {
+        sender = match sender.ready().await {
+            Ok(sender) => sender,
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        };
+        let request = http::Request::get("https://localhost/v1/products")
+            .body(())
+            .expect("request");
+        match sender.send_request(request, false) {
+            Ok((_response, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+        if n % 50 == 49 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the gateway ends the flooding connection")
+        .expect("driver task");
+    let reasons: Vec<_> = [ended.err(), refused]
+        .into_iter()
+        .flatten()
+        .map(|err| err.reason())
+        .collect();
+    assert!(
+        reasons.contains(&Some(h2::Reason::ENHANCE_YOUR_CALM)),
+        "{reasons:?}"
+    );
+
+    // Everyone else, the same partner included, is still served.
+    let mut client = gateway.client("demo-bank").await;
+    let response = client.get("/v1/products").await.expect("served");
+    assert_eq!(response.status, 200);
+}
