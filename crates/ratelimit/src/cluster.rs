@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
@@ -141,10 +144,18 @@ where
     }
 }
 
+/// Most extra timeout periods one decision may wait while Redis keeps answering other
+/// decisions (see [`ClusterTier::check`]).
+const MAX_EXTENSIONS: u32 = 4;
+
 /// The Redis side of the limiter.
 pub(crate) struct ClusterTier {
     connection: Box<dyn Eval>,
     timeout: Duration,
+    /// When the tier was created: the origin of `last_reply`.
+    origin: Instant,
+    /// When a decision last got its reply, in nanoseconds since `origin`.
+    last_reply: AtomicU64,
 }
 
 impl ClusterTier {
@@ -155,10 +166,32 @@ impl ClusterTier {
         ClusterTier {
             connection: Box::new(Connection(connection)),
             timeout,
+            origin: Instant::now(),
+            last_reply: AtomicU64::new(0),
+        }
+    }
+
+    #[cfg(test)]
+    fn with_eval(connection: Box<dyn Eval>, timeout: Duration) -> Self {
+        ClusterTier {
+            connection,
+            timeout,
+            origin: Instant::now(),
+            last_reply: AtomicU64::new(0),
         }
     }
 
     /// One decision: one round trip, bounded by the timeout.
+    ///
+    /// The timeout is there to notice a dead or stalled Redis, not a busy gateway. On a
+    /// saturated gateway the command is written, and the reply read, by the connection's task
+    /// in the same run queue as everything else, so a decision can pass its timeout while Redis
+    /// answered in microseconds. So when the timeout passes, the decision yields once (the
+    /// runtime polls its I/O driver and runs the tasks queued ahead, the connection's reader
+    /// among them) and takes the reply if it is there; and while *other* decisions received
+    /// their replies during the last period — Redis is answering, the delay is ours — it waits
+    /// one more period, at most [`MAX_EXTENSIONS`] times. A Redis that answers nobody costs
+    /// exactly one timeout.
     pub(crate) async fn check(
         &self,
         partner: &PartnerId,
@@ -170,23 +203,32 @@ impl ClusterTier {
             self.connection
                 .gcra(cluster_key(partner, route), emission_us, limit.burst.get());
         let mut call = std::pin::pin!(call);
-        let reply = match tokio::time::timeout(self.timeout, call.as_mut()).await {
-            Ok(reply) => reply,
-            Err(_) => {
-                // A saturated gateway polls its tasks late: the reply may have been in the
-                // socket for a while, waiting for the connection's reader task, which sits in
-                // the same run queue. Yield once — the runtime polls its I/O driver and runs
-                // the tasks ahead of this one — and take the reply if it is there by then.
-                // Only a reply still missing after that counts as Redis being slow.
-                tokio::task::yield_now().await;
-                tokio::time::timeout(Duration::ZERO, call.as_mut())
-                    .await
-                    .map_err(|_| ClusterError::Timeout {
-                        after: self.timeout,
-                    })?
+        let mut period_start = self.now_nanos();
+        let mut extensions = 0;
+        let reply = loop {
+            if let Ok(reply) = tokio::time::timeout(self.timeout, call.as_mut()).await {
+                break reply;
             }
+            tokio::task::yield_now().await;
+            if let Ok(reply) = tokio::time::timeout(Duration::ZERO, call.as_mut()).await {
+                break reply;
+            }
+            let answering = self.last_reply.load(Ordering::Relaxed) > period_start;
+            if !answering || extensions == MAX_EXTENSIONS {
+                return Err(ClusterError::Timeout {
+                    after: self.timeout,
+                });
+            }
+            extensions += 1;
+            period_start = self.now_nanos();
         }?;
+        self.last_reply
+            .fetch_max(self.now_nanos(), Ordering::Relaxed);
         parse(&reply)
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -249,5 +291,104 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Answers each key after its own delay (`None`: never), on tokio's paused clock. Only for
+    /// the timing policy of [`ClusterTier::check`]; Redis itself is tested for real in
+    /// `tests/cluster.rs`.
+    struct Delayed(std::collections::HashMap<String, Option<Duration>>);
+
+    impl Eval for Delayed {
+        fn gcra(&self, key: String, _: u64, _: u32) -> BoxFuture<redis::RedisResult<Vec<i64>>> {
+            let delay = self.0.get(&key).copied().flatten();
+            Box::pin(async move {
+                match delay {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending::<()>().await,
+                }
+                Ok(vec![1, 9, 0, 1000])
+            })
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(20);
+
+    fn tier(delays: &[(&str, Option<Duration>)]) -> std::sync::Arc<ClusterTier> {
+        let delays = delays
+            .iter()
+            .map(|(p, d)| {
+                let key = cluster_key(&PartnerId::parse(p).unwrap(), Route::Products);
+                (key, *d)
+            })
+            .collect();
+        std::sync::Arc::new(ClusterTier::with_eval(Box::new(Delayed(delays)), TIMEOUT))
+    }
+
+    async fn decide(
+        tier: &ClusterTier,
+        partner: &str,
+    ) -> (Result<Counted, ClusterError>, Duration) {
+        let limit = Limit::new(
+            std::num::NonZeroU32::new(10).unwrap(),
+            std::num::NonZeroU32::new(10).unwrap(),
+        );
+        let started = Instant::now();
+        let result = tier
+            .check(&PartnerId::parse(partner).unwrap(), Route::Products, limit)
+            .await;
+        (result, started.elapsed())
+    }
+
+    /// Decisions for `partner` one after another, each answered after `every`, until `stop`.
+    async fn steady_replies(
+        tier: std::sync::Arc<ClusterTier>,
+        partner: &'static str,
+        stop: Duration,
+    ) {
+        let started = Instant::now();
+        while started.elapsed() < stop {
+            decide(&tier, partner).await.0.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redis_that_answers_nobody_costs_exactly_one_timeout() {
+        let tier = tier(&[("bank-a", None)]);
+        let (result, took) = decide(&tier, "bank-a").await;
+        assert!(
+            matches!(result, Err(ClusterError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!(took, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_reply_is_waited_for_while_redis_answers_others() {
+        // bank-a's reply takes three timeouts (its command sat in a saturated run queue);
+        // meanwhile bank-b's decisions are answered every 5 ms.
+        let tier = tier(&[
+            ("bank-a", Some(TIMEOUT * 3)),
+            ("bank-b", Some(Duration::from_millis(5))),
+        ]);
+        let others = tokio::spawn(steady_replies(tier.clone(), "bank-b", TIMEOUT * 10));
+        tokio::task::yield_now().await;
+        let (result, took) = decide(&tier, "bank-a").await;
+        assert_eq!(result.unwrap().remaining, 9);
+        assert_eq!(took, TIMEOUT * 3);
+        others.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_reply_is_bounded_even_while_redis_answers_others() {
+        let tier = tier(&[("bank-a", None), ("bank-b", Some(Duration::from_millis(5)))]);
+        let others = tokio::spawn(steady_replies(tier.clone(), "bank-b", TIMEOUT * 10));
+        tokio::task::yield_now().await;
+        let (result, took) = decide(&tier, "bank-a").await;
+        assert!(
+            matches!(result, Err(ClusterError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!(took, TIMEOUT * (MAX_EXTENSIONS + 1));
+        others.await.unwrap();
     }
 }
