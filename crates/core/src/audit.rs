@@ -34,7 +34,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::context::Fingerprint;
 use crate::ids::{ClientId, ConsentId, CustomerId, CustomerRef, PartnerId};
 use crate::problem::ProblemType;
-use crate::time::{UnixTime, format_rfc3339, parse_rfc3339};
+use crate::time::{UnixTime, parse_rfc3339};
 
 /// The record of one partner request or one admin change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,11 +379,12 @@ impl AuditTime {
 
     /// RFC 3339 UTC with three fraction digits.
     pub fn to_rfc3339(self) -> String {
-        let seconds = format_rfc3339(self.to_unix());
-        let millis = self.0.rem_euclid(1000);
-        // format_rfc3339 ends in 'Z'; put the fraction before it.
-        let stem = seconds.strip_suffix('Z').unwrap_or(&seconds);
-        format!("{stem}.{millis:03}Z")
+        let mut out = String::with_capacity(28);
+        crate::time::write_rfc3339_seconds(&mut out, self.to_unix());
+        out.push('.');
+        crate::time::push_digits(&mut out, self.0.rem_euclid(1000), 3);
+        out.push('Z');
+        out
     }
 
     /// Parses RFC 3339 with any offset and up to nanosecond fractions (truncated to ms).

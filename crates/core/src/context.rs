@@ -167,12 +167,14 @@ impl TraceContext {
 
     /// The `traceparent` value for calls made from this hop.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            crate::hex::encode(&self.trace_id),
-            crate::hex::encode(&self.span_id),
-            self.flags
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        crate::hex::encode_into(&self.trace_id, &mut out);
+        out.push('-');
+        crate::hex::encode_into(&self.span_id, &mut out);
+        out.push('-');
+        crate::hex::encode_into(&[self.flags], &mut out);
+        out
     }
 }
 

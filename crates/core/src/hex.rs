@@ -2,13 +2,18 @@
 
 /// Encodes bytes as lower-case hexadecimal.
 pub fn encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
+    encode_into(bytes, &mut out);
+    out
+}
+
+/// Appends the lower-case hexadecimal of `bytes` to `out`.
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         out.push(DIGITS[(b >> 4) as usize] as char);
         out.push(DIGITS[(b & 0x0f) as usize] as char);
     }
-    out
 }
 
 /// Decodes hexadecimal (either case); `None` on odd length or a non-hex character.

@@ -83,15 +83,42 @@ impl Clock for ManualClock {
 
 /// Formats a time as RFC 3339 UTC with second precision, e.g. `2026-11-27T18:00:00Z`.
 pub fn format_rfc3339(time: UnixTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339_seconds(&mut out, time);
+    out.push('Z');
+    out
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS` (no zone) to `out`. Years 0–9999 are written digit by digit
+/// (this runs several times per request); others go through `format!`, as before.
+pub(crate) fn write_rfc3339_seconds(out: &mut String, time: UnixTime) {
     let days = time.0.div_euclid(86_400);
     let secs = time.0.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let (h, mi, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if !(0..=9999).contains(&y) {
+        out.push_str(&format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}"));
+        return;
+    }
+    push_digits(out, y, 4);
+    out.push('-');
+    push_digits(out, m, 2);
+    out.push('-');
+    push_digits(out, d, 2);
+    out.push('T');
+    push_digits(out, h, 2);
+    out.push(':');
+    push_digits(out, mi, 2);
+    out.push(':');
+    push_digits(out, s, 2);
+}
+
+/// Writes the `width` lowest decimal digits of a non-negative `value`, zero-padded.
+pub(crate) fn push_digits(out: &mut String, value: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (value / 10i64.pow(place)).rem_euclid(10);
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+    }
 }
 
 /// Parses RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) into seconds; fractions are dropped.
@@ -217,6 +244,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn formatting_matches_the_format_macro(secs in -100_000_000_000i64..300_000_000_000) {
+            let days = secs.div_euclid(86_400);
+            let rest = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                rest / 3600,
+                (rest / 60) % 60,
+                rest % 60
+            );
+            proptest::prop_assert_eq!(format_rfc3339(UnixTime(secs)), expected);
+        }
+
         #[test]
         fn format_then_parse_is_identity(secs in -10_000_000_000i64..100_000_000_000) {
             let t = UnixTime(secs);
