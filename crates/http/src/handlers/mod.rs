@@ -12,7 +12,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use gateway_auth::ClientRegistration;
-use gateway_core::{PartnerContext, PeerIdentity, Problem, ProblemType, Route};
+use gateway_core::{PartnerContext, PartnerId, PeerIdentity, Problem, ProblemType, Route};
 
 use crate::body::{Body, BodyError, BoxError, read_limited};
 use crate::partner::ConfigSnapshot;
@@ -149,6 +149,15 @@ pub fn snapshot(req: &Request<Incoming>) -> Result<ConfigSnapshot, HandlerError>
         .get::<ConfigSnapshot>()
         .cloned()
         .ok_or_else(|| HandlerError::Failed("request reached a handler unidentified".into()))
+}
+
+/// The partner Identify attached to a `/v1/*` request.
+pub fn partner_id(req: &Request<Incoming>) -> Result<PartnerId, HandlerError> {
+    // Identify attaches the partner before any `/v1/*` handler runs; its absence is our bug.
+    req.extensions()
+        .get::<PartnerContext>()
+        .map(|p| p.partner.clone())
+        .ok_or_else(|| HandlerError::Failed("partner route without a partner".into()))
 }
 
 /// Checks the request's media type (ignoring parameters such as `charset`).

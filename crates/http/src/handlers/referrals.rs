@@ -5,10 +5,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use gateway_core::{PartnerContext, Problem, ProblemType, Route};
+use gateway_core::{Problem, ProblemType, Route};
 use gateway_referral::{IdempotencyKey, IssueRequest};
 
-use super::{HandlerError, read_body, require_content_type, snapshot};
+use super::{HandlerError, partner_id, read_body, require_content_type, snapshot};
 use crate::body::Body;
 use crate::json::{body_problem, check_depth};
 use crate::state::GatewayState;
@@ -24,11 +24,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, HandlerError> {
     let config = snapshot(&req)?;
-    let partner = req
-        .extensions()
-        .get::<PartnerContext>()
-        .map(|p| p.partner.clone())
-        .ok_or_else(|| HandlerError::Failed("referral route without a partner".into()))?;
+    let partner = partner_id(&req)?;
     let campaigns = state.campaigns();
     let now = state.now();
     match route {

@@ -13,11 +13,10 @@ use hyper::body::Incoming;
 use gateway_core::audit::{AuditOutcome, Decision};
 use gateway_core::consent::ProjectionError;
 use gateway_core::{
-    ConsentId, CustomerRef, InteractionId, PartnerContext, Problem, ProblemType, Route,
-    TraceContext,
+    ConsentId, CustomerRef, InteractionId, Problem, ProblemType, Route, TraceContext,
 };
 
-use super::{HandlerError, snapshot};
+use super::{HandlerError, partner_id, snapshot};
 use crate::body::Body;
 use crate::proxy::{Upstream, UpstreamError, UpstreamRequest};
 use crate::query::Query;
@@ -38,11 +37,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, HandlerError> {
     let config = snapshot(&req)?;
-    let partner_id = req
-        .extensions()
-        .get::<PartnerContext>()
-        .map(|p| p.partner.clone())
-        .ok_or_else(|| HandlerError::Failed("customer route without a partner".into()))?;
+    let partner_id = partner_id(&req)?;
     let policy = state
         .partner_policy(&partner_id)
         .ok_or_else(|| HandlerError::Failed("partner policy missing".into()))?;
