@@ -93,3 +93,31 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// Serves the fixed 1 KiB JSON fixture to every request on `addr` (over TLS when `tls` is set)
+/// until SIGTERM: the upstream (a) and the ceiling (d).
+pub fn serve_fixed(addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt as _, Full};
+
+    let body = bytes::Bytes::from(crate::fixture::fixed_body());
+    runtime()?.block_on(async move {
+        let listener = bind(addr).await?;
+        serve(listener, tls, move |req: Request<Incoming>| {
+            let body = body.clone();
+            async move {
+                // Drain whatever the client sent so the connection stays reusable.
+                let mut incoming = req.into_body();
+                while let Some(Ok(_)) = incoming.frame().await {}
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(body))
+                        // Static, valid parts: building cannot fail.
+                        .unwrap_or_default(),
+                )
+            }
+        })
+        .await;
+        Ok(())
+    })
+}

@@ -5,14 +5,10 @@
 //! `bare-server --cert server.pem --key server-key.pem --ca ca.pem` prints
 //! `listening on <addr>`; SIGTERM stops it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use clap::Parser;
-use http::{Response, header};
-use http_body_util::{BodyExt as _, Full};
 
 /// rustls + hyper mTLS server answering a fixed 1 KiB JSON.
 #[derive(Debug, Parser)]
@@ -40,28 +36,5 @@ fn main() -> anyhow::Result<()> {
         &args.ca,
         gateway_tls::MinTlsVersion::Tls12,
     )?;
-    let body = Bytes::from(load_tests::fixture::fixed_body());
-    load_tests::server::runtime()?.block_on(async move {
-        let listener = load_tests::server::bind(args.addr).await?;
-        load_tests::server::serve(
-            listener,
-            Some(tls),
-            move |req: http::Request<hyper::body::Incoming>| {
-                let body = body.clone();
-                async move {
-                    let mut incoming = req.into_body();
-                    while let Some(Ok(_)) = incoming.frame().await {}
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header(header::CONTENT_TYPE, "application/json")
-                            .body(Full::new(body))
-                            // Static, valid parts: building cannot fail.
-                            .unwrap_or_default(),
-                    )
-                }
-            },
-        )
-        .await;
-        Ok(())
-    })
+    load_tests::server::serve_fixed(args.addr, Some(tls))
 }

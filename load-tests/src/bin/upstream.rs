@@ -3,13 +3,9 @@
 //!
 //! `upstream --addr 127.0.0.1:0` prints `listening on <addr>`; SIGTERM stops it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use clap::Parser;
-use http::{Response, header};
-use http_body_util::{BodyExt as _, Full};
 
 /// A fixed 1 KiB JSON responder (plain HTTP, one thread).
 #[derive(Debug, Parser)]
@@ -21,29 +17,5 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let body = Bytes::from(load_tests::fixture::fixed_body());
-    load_tests::server::runtime()?.block_on(async move {
-        let listener = load_tests::server::bind(args.addr).await?;
-        load_tests::server::serve(
-            listener,
-            None,
-            move |req: http::Request<hyper::body::Incoming>| {
-                let body = body.clone();
-                async move {
-                    // Drain whatever the client sent so the connection stays reusable.
-                    let mut incoming = req.into_body();
-                    while let Some(Ok(_)) = incoming.frame().await {}
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header(header::CONTENT_TYPE, "application/json")
-                            .body(Full::new(body))
-                            // Static, valid parts: building cannot fail.
-                            .unwrap_or_default(),
-                    )
-                }
-            },
-        )
-        .await;
-        Ok(())
-    })
+    load_tests::server::serve_fixed(args.addr, None)
 }
